@@ -1,0 +1,172 @@
+//! JSON: the job object of the REST API (the `pages` breakdown with blocks, lines and words).
+
+use std::io::Write;
+
+use ocr_core::{BBox, Block, BlockKind, Document, Line, Page, PageOutcome, TextSource, Word};
+use serde::Serialize;
+
+use crate::{ExportError, ExportOptions};
+
+#[derive(Serialize)]
+struct JobJson<'a> {
+    status: &'static str,
+    page_count: usize,
+    mean_confidence: f32,
+    text: String,
+    markdown: String,
+    pages: Vec<PageJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct PageJson<'a> {
+    index: usize,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'static str>,
+    width: u32,
+    height: u32,
+    dpi: f32,
+    rotation: u16,
+    language: Option<&'a str>,
+    text: String,
+    blocks: Vec<BlockJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct BlockJson<'a> {
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    level: Option<u8>,
+    text: String,
+    bbox: [f32; 4],
+    confidence: f32,
+    lines: Vec<LineJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct LineJson<'a> {
+    text: &'a str,
+    bbox: [f32; 4],
+    confidence: f32,
+    words: Vec<WordJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct WordJson<'a> {
+    text: &'a str,
+    bbox: [f32; 4],
+    confidence: f32,
+}
+
+/// Boxes to a tenth of a pixel and confidences to four places: more digits are noise.
+fn bbox(b: &BBox) -> [f32; 4] {
+    b.to_array().map(|v| (v * 10.0).round() / 10.0)
+}
+
+fn conf(c: f32) -> f32 {
+    (c.clamp(0.0, 1.0) * 10_000.0).round() / 10_000.0
+}
+
+fn kind(k: BlockKind) -> (&'static str, Option<u8>) {
+    match k {
+        BlockKind::Paragraph => ("paragraph", None),
+        BlockKind::Heading { level } => ("heading", Some(level)),
+        BlockKind::ListItem => ("list_item", None),
+        BlockKind::Table => ("table", None),
+        BlockKind::Caption => ("caption", None),
+        BlockKind::Header => ("header", None),
+        BlockKind::Footer => ("footer", None),
+        BlockKind::Formula => ("formula", None),
+        BlockKind::Figure => ("figure", None),
+    }
+}
+
+fn word(w: &Word) -> WordJson<'_> {
+    WordJson {
+        text: &w.text,
+        bbox: bbox(&w.bbox),
+        confidence: conf(w.confidence),
+    }
+}
+
+fn line(l: &Line) -> LineJson<'_> {
+    LineJson {
+        text: &l.text,
+        bbox: bbox(&l.bbox),
+        confidence: conf(l.confidence),
+        words: l.words.iter().map(word).collect(),
+    }
+}
+
+fn block(b: &Block) -> BlockJson<'_> {
+    let (kind, level) = kind(b.kind);
+    BlockJson {
+        kind,
+        level,
+        text: b.text(),
+        bbox: bbox(&b.bbox),
+        confidence: conf(b.confidence()),
+        lines: b.lines.iter().map(line).collect(),
+    }
+}
+
+fn page(p: &Page) -> PageJson<'_> {
+    let (status, error, source) = match &p.outcome {
+        PageOutcome::Done { source } => (
+            "done",
+            None,
+            Some(match source {
+                TextSource::TextLayer => "text_layer",
+                TextSource::Recognition => "recognition",
+            }),
+        ),
+        PageOutcome::Failed { reason } => ("failed", Some(reason.as_str()), None),
+    };
+    PageJson {
+        index: p.index,
+        status,
+        error,
+        source,
+        width: p.width,
+        height: p.height,
+        dpi: p.dpi,
+        rotation: p.rotation.degrees(),
+        language: p.language.as_deref(),
+        text: p.text(),
+        blocks: p.blocks.iter().map(block).collect(),
+    }
+}
+
+/// The job object for `document` as a JSON value.
+pub fn job_json(document: &Document) -> serde_json::Value {
+    serde_json::to_value(job(document)).unwrap_or(serde_json::Value::Null)
+}
+
+fn job(document: &Document) -> JobJson<'_> {
+    let all_failed = !document.pages.is_empty() && document.pages.iter().all(Page::is_failed);
+    JobJson {
+        status: if all_failed { "failed" } else { "done" },
+        page_count: document.pages.len(),
+        mean_confidence: conf(document.mean_confidence().unwrap_or(0.0)),
+        text: crate::txt::render(document),
+        markdown: crate::md::render(document),
+        pages: document.pages.iter().map(page).collect(),
+    }
+}
+
+pub(crate) fn write(
+    document: &Document,
+    options: &ExportOptions,
+    out: &mut dyn Write,
+) -> Result<(), ExportError> {
+    let job = job(document);
+    if options.pretty {
+        serde_json::to_writer_pretty(&mut *out, &job)?;
+    } else {
+        serde_json::to_writer(&mut *out, &job)?;
+    }
+    out.write_all(b"\n")?;
+    Ok(())
+}
