@@ -96,8 +96,9 @@ impl PdfFile {
     }
 }
 
-/// Pixel size of a page rendered at `dpi`, checked against the limits.
-fn render_size(page: &Page<'_>, dpi: f32, limits: &Limits) -> Result<(u32, u32, f32)> {
+/// Pixel size of a page rendered at `dpi`; checked against the pixel limits only when the page
+/// is to be rendered (the text layer alone allocates no pixels).
+fn render_size(page: &Page<'_>, dpi: f32, limits: &Limits, rendering: bool) -> Result<(u32, u32, f32)> {
     Limits::check(LimitKind::Dpi, limits.max_dpi as u64, dpi.ceil() as u64)?;
     if !(dpi > 0.0) {
         return Err(Error::LimitExceeded {
@@ -110,13 +111,16 @@ fn render_size(page: &Page<'_>, dpi: f32, limits: &Limits) -> Result<(u32, u32, 
     let (w, h) = page.render_dimensions();
     let (w, h) = ((w * scale).round().max(1.0), (h * scale).round().max(1.0));
     let (w, h) = (w as u64, h as u64);
-    limits.check_page_size(w, h)?;
-    Limits::check(
-        LimitKind::PageDimension,
-        u64::from(MAX_RENDER_SIDE),
-        w.max(h),
-    )?;
-    Ok((w as u32, h as u32, scale))
+    if rendering {
+        limits.check_page_size(w, h)?;
+        Limits::check(
+            LimitKind::PageDimension,
+            u64::from(MAX_RENDER_SIDE),
+            w.max(h),
+        )?;
+    }
+    let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    Ok((clamp(w), clamp(h), scale))
 }
 
 fn hayro_page(
@@ -127,7 +131,7 @@ fn hayro_page(
 ) -> Result<DecodedPage> {
     let started = Instant::now();
     let limits = &options.limits;
-    let (width, height, scale) = render_size(page, options.dpi, limits)?;
+    let (width, height, scale) = render_size(page, options.dpi, limits, parts.image)?;
     let transform = Affine::scale(f64::from(scale)) * page.initial_transform(true).to_kurbo();
     let settings = InterpreterSettings::default();
 

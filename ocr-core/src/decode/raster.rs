@@ -20,15 +20,18 @@ pub(super) fn decode(bytes: &[u8], kind: FileKind, options: &DecodeOptions) -> R
         FileKind::Tiff => ImageFormat::Tiff,
         FileKind::Pdf => return Err(Error::Internal("decoding a pdf as an image".into())),
     };
+    // Our own size check comes first so that an oversized image is reported with its actual
+    // size; the decoder's allocation limit then guards against headers that lie.
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
-    reader.limits(image_limits(&options.limits));
-    let mut decoder = reader
-        .into_decoder()
-        .map_err(|e| image_error(kind, e))?;
+    reader.no_limits();
+    let mut decoder = reader.into_decoder().map_err(|e| image_error(kind, e))?;
     let (width, height) = decoder.dimensions();
     options
         .limits
         .check_page_size(u64::from(width), u64::from(height))?;
+    decoder
+        .set_limits(image_limits(&options.limits))
+        .map_err(|e| image_error(kind, e))?;
     // A missing or unreadable EXIF orientation is not an error: the image is upright as stored.
     let orientation = decoder
         .orientation()

@@ -1,0 +1,8 @@
+//! Integration tests of `ocr-core`, built into one binary.
+
+mod support;
+
+mod hostile;
+mod images;
+mod pdf;
+mod tiff;
