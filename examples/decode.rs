@@ -13,7 +13,11 @@ fn main() -> anyhow::Result<()> {
         .nth(1)
         .ok_or_else(|| anyhow::anyhow!("usage: decode FILE"))?;
     let file = InputFile::open(std::fs::read(&path)?, DecodeOptions::default())?;
-    println!("{path}: {} with {} page(s)", file.kind().name(), file.page_count());
+    println!(
+        "{path}: {} with {} page(s)",
+        file.kind().name(),
+        file.page_count()
+    );
 
     // Pages are decoded one at a time: only the current page's pixels are in memory.
     // (`file.pages(parts)` is the same as an iterator.)

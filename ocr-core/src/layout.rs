@@ -13,13 +13,16 @@ pub fn blocks_from_lines(lines: Vec<Line>) -> Vec<Block> {
     let mut blocks: Vec<(Vec<Line>, f32)> = Vec::new();
     for line in lines {
         let h = line.bbox.height().max(1.0);
-        let joins = blocks.last().and_then(|(ls, _)| ls.last()).is_some_and(|prev| {
-            let ph = prev.bbox.height().max(1.0);
-            let gap = line.bbox.y0 - prev.bbox.y1;
-            let overlap = line.bbox.x1.min(prev.bbox.x1) - line.bbox.x0.max(prev.bbox.x0);
-            let similar = h.max(ph) / h.min(ph) < 1.3;
-            similar && gap > -0.5 * ph && gap < 0.8 * ph.max(h) && overlap > 0.0
-        });
+        let joins = blocks
+            .last()
+            .and_then(|(ls, _)| ls.last())
+            .is_some_and(|prev| {
+                let ph = prev.bbox.height().max(1.0);
+                let gap = line.bbox.y0 - prev.bbox.y1;
+                let overlap = line.bbox.x1.min(prev.bbox.x1) - line.bbox.x0.max(prev.bbox.x0);
+                let similar = h.max(ph) / h.min(ph) < 1.3;
+                similar && gap > -0.5 * ph && gap < 0.8 * ph.max(h) && overlap > 0.0
+            });
         match blocks.last_mut() {
             Some((ls, _)) if joins => ls.push(line),
             _ => blocks.push((vec![line], h)),
@@ -84,7 +87,8 @@ mod tests {
             line("three", 0.0, 150.0, 20.0),
         ];
         let blocks = blocks_from_lines(lines);
-        let shape: Vec<(BlockKind, usize)> = blocks.iter().map(|b| (b.kind, b.lines.len())).collect();
+        let shape: Vec<(BlockKind, usize)> =
+            blocks.iter().map(|b| (b.kind, b.lines.len())).collect();
         assert_eq!(
             shape,
             [

@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 use crate::layout::blocks_from_lines;
 
 /// Why an image page has no text yet.
-pub const NO_ENGINE: &str = "no recognition engine yet: this page is an image and needs OCR, which this build cannot do";
+pub const NO_ENGINE: &str =
+    "no recognition engine yet: this page is an image and needs OCR, which this build cannot do";
 
 /// Per-call options of the engine.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -31,7 +32,12 @@ impl Engine {
     }
 
     /// Reads one page. Never fails: a page that cannot be read is a page with a failed outcome.
-    pub fn recognize_page(&self, file: &InputFile, index: usize, options: &RecognizeOptions) -> Page {
+    pub fn recognize_page(
+        &self,
+        file: &InputFile,
+        index: usize,
+        options: &RecognizeOptions,
+    ) -> Page {
         let parts = if file.kind() == crate::decode::FileKind::Pdf && !options.force_ocr {
             PageParts::TEXT_LAYER
         } else {
@@ -137,7 +143,10 @@ mod tests {
 
     #[test]
     fn page_selections_parse_to_sorted_zero_based_indices() {
-        assert_eq!(parse_page_selection("1-3,7", 10).ok(), Some(vec![0, 1, 2, 6]));
+        assert_eq!(
+            parse_page_selection("1-3,7", 10).ok(),
+            Some(vec![0, 1, 2, 6])
+        );
         assert_eq!(parse_page_selection("7, 2,2", 10).ok(), Some(vec![1, 6]));
         assert_eq!(parse_page_selection("9-", 10).ok(), Some(vec![8, 9]));
         for bad in ["", "0", "3-1", "a", "1-x", "-"] {

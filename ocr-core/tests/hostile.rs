@@ -44,7 +44,15 @@ impl Rng {
 
 fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     vec![
-        ("pdf", build(&[PageSpec::letter(vec![Text { x: 72.0, y: 700.0, size: 20.0, text: "Seed text" }])])),
+        (
+            "pdf",
+            build(&[PageSpec::letter(vec![Text {
+                x: 72.0,
+                y: 700.0,
+                size: 20.0,
+                text: "Seed text",
+            }])]),
+        ),
         ("encrypted pdf", fixture("pdf/encrypted_empty_password.pdf")),
         ("png", fixture("images/pattern.png")),
         ("jpeg", fixture("images/cmyk.jpg")),
@@ -57,8 +65,20 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
 #[test]
 fn truncated_files_fail_cleanly() {
     for (name, bytes) in seeds() {
-        for cut in [1, 4, 8, 16, 64, bytes.len() / 3, bytes.len() / 2, bytes.len() - 1] {
-            survive(bytes[..cut.min(bytes.len())].to_vec(), &format!("{name} cut at {cut}"));
+        for cut in [
+            1,
+            4,
+            8,
+            16,
+            64,
+            bytes.len() / 3,
+            bytes.len() / 2,
+            bytes.len() - 1,
+        ] {
+            survive(
+                bytes[..cut.min(bytes.len())].to_vec(),
+                &format!("{name} cut at {cut}"),
+            );
         }
     }
 }
@@ -104,7 +124,10 @@ fn huge_dimensions_are_refused_before_allocation() {
         let file = InputFile::open(png_claiming(w, h), DecodeOptions::default()).expect("open");
         match file.page(0, PageParts::IMAGE) {
             Err(Error::LimitExceeded { what, .. }) => {
-                assert!(matches!(what, LimitKind::PagePixels | LimitKind::PageDimension));
+                assert!(matches!(
+                    what,
+                    LimitKind::PagePixels | LimitKind::PageDimension
+                ));
             }
             Err(Error::Corrupt { .. }) => {}
             other => panic!("{w}x{h}: expected a refusal, got {other:?}"),

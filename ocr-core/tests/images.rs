@@ -24,7 +24,11 @@ fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
 /// Left half black, right half white.
 fn half_black(width: u32, height: u32) -> RgbImage {
     RgbImage::from_fn(width, height, |x, _| {
-        if x < width / 2 { Rgb([0, 0, 0]) } else { Rgb([255, 255, 255]) }
+        if x < width / 2 {
+            Rgb([0, 0, 0])
+        } else {
+            Rgb([255, 255, 255])
+        }
     })
 }
 
@@ -107,8 +111,16 @@ fn cmyk_jpeg_is_converted_to_rgb() {
     // fixtures/images/cmyk.jpg: left half full black ink, right half no ink.
     let image = decode(fixture("images/cmyk.jpg")).pixels;
     assert_eq!(image.dimensions(), (64, 32));
-    assert!(is_dark(image.get_pixel(8, 16)), "{:?}", image.get_pixel(8, 16));
-    assert!(!is_dark(image.get_pixel(56, 16)), "{:?}", image.get_pixel(56, 16));
+    assert!(
+        is_dark(image.get_pixel(8, 16)),
+        "{:?}",
+        image.get_pixel(8, 16)
+    );
+    assert!(
+        !is_dark(image.get_pixel(56, 16)),
+        "{:?}",
+        image.get_pixel(56, 16)
+    );
 }
 
 #[test]
@@ -122,7 +134,12 @@ fn animated_gif_gives_its_first_frame() {
         let mut encoder = GifEncoder::new(&mut bytes);
         for frame in [red, blue] {
             encoder
-                .encode_frame(Frame::from_parts(frame, 0, 0, Delay::from_numer_denom_ms(100, 1)))
+                .encode_frame(Frame::from_parts(
+                    frame,
+                    0,
+                    0,
+                    Delay::from_numer_denom_ms(100, 1),
+                ))
                 .expect("frame");
         }
     }

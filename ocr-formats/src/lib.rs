@@ -59,7 +59,9 @@ impl FromStr for Format {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Format::ALL
             .into_iter()
-            .find(|f| f.extension().eq_ignore_ascii_case(s) || (s == "markdown" && *f == Format::Md))
+            .find(|f| {
+                f.extension().eq_ignore_ascii_case(s) || (s == "markdown" && *f == Format::Md)
+            })
             .ok_or_else(|| ExportError::UnknownFormat(s.to_string()))
     }
 }

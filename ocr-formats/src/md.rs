@@ -41,7 +41,11 @@ fn block(block: &Block) -> Option<String> {
     }
     Some(match block.kind {
         BlockKind::Heading { level } => {
-            format!("{} {}", "#".repeat(usize::from(level.clamp(1, 6))), text.join(" "))
+            format!(
+                "{} {}",
+                "#".repeat(usize::from(level.clamp(1, 6))),
+                text.join(" ")
+            )
         }
         BlockKind::ListItem => format!("- {}", text.join(" ")),
         _ => text.join("\n"),
@@ -54,7 +58,10 @@ fn block(block: &Block) -> Option<String> {
 pub(crate) fn escape(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     for c in line.trim().chars() {
-        if matches!(c, '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '#') {
+        if matches!(
+            c,
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '#'
+        ) {
             out.push('\\');
         }
         out.push(c);
@@ -64,7 +71,10 @@ pub(crate) fn escape(line: &str) -> String {
             .find(|c: char| !c.is_ascii_digit())
             .is_some_and(|i| i > 0 && matches!(&out[i..i + 1], "." | ")"));
     if starts_block {
-        let pos = out.find(|c: char| !c.is_ascii_digit()).filter(|&i| i > 0).unwrap_or(0);
+        let pos = out
+            .find(|c: char| !c.is_ascii_digit())
+            .filter(|&i| i > 0)
+            .unwrap_or(0);
         out.insert(pos, '\\');
     }
     out

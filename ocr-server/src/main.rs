@@ -8,7 +8,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "ocr", version, about = "Self-hosted OCR: images and PDFs to text, Markdown and JSON")]
+#[command(
+    name = "ocr",
+    version,
+    about = "Self-hosted OCR: images and PDFs to text, Markdown and JSON"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -39,7 +39,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> ExitCode {
     match recognize(&args) {
-        Ok(failed_pages) if failed_pages == 0 => ExitCode::SUCCESS,
+        Ok(0) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(3),
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -81,7 +81,8 @@ fn recognize(args: &Args) -> anyhow::Result<usize> {
     };
     let total = options.pages.as_ref().map_or(file.page_count(), Vec::len);
     let bar = progress_bar(total);
-    let document = Engine::new().recognize(&file, &options, |done, _| bar.set_position(done as u64))?;
+    let document =
+        Engine::new().recognize(&file, &options, |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();
 
     let mut failed = 0;
@@ -95,7 +96,8 @@ fn recognize(args: &Args) -> anyhow::Result<usize> {
     let export_options = ExportOptions { pretty: true };
     match &args.output {
         Some(path) => {
-            let mut out = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            let mut out =
+                File::create(path).with_context(|| format!("creating {}", path.display()))?;
             export(&document, format, &export_options, &mut out)?;
             out.flush()?;
         }

@@ -189,7 +189,9 @@ impl InputFile {
         options.limits.check_file_bytes(bytes.len())?;
         let kind = sniff(&bytes).ok_or_else(|| Error::UnsupportedType(String::new()))?;
         let inner = guard("opening the file", || match kind {
-            FileKind::Pdf => pdf::PdfFile::open(bytes.clone(), &options).map(|p| Inner::Pdf(Box::new(p))),
+            FileKind::Pdf => {
+                pdf::PdfFile::open(bytes.clone(), &options).map(|p| Inner::Pdf(Box::new(p)))
+            }
             FileKind::Tiff => tiff::TiffFile::open(bytes.clone(), &options.limits).map(Inner::Tiff),
             _ => Ok(Inner::Raster(bytes.clone())),
         })?;
@@ -232,7 +234,10 @@ impl InputFile {
                 let image = raster::decode(bytes, self.kind, &self.options)?;
                 Ok(DecodedPage::from_image(index, image))
             }
-            Inner::Tiff(t) => Ok(DecodedPage::from_image(index, t.page(index, &self.options)?)),
+            Inner::Tiff(t) => Ok(DecodedPage::from_image(
+                index,
+                t.page(index, &self.options)?,
+            )),
             Inner::Pdf(p) => p.page(index, parts, &self.options),
         })
     }
@@ -274,7 +279,10 @@ mod tests {
             (b"\xff\xd8\xff\xe0", Some(FileKind::Jpeg)),
             (b"RIFF\0\0\0\0WEBPVP8 ", Some(FileKind::Webp)),
             (b"GIF89a", Some(FileKind::Gif)),
-            (b"BM\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", Some(FileKind::Bmp)),
+            (
+                b"BM\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
+                Some(FileKind::Bmp),
+            ),
             (b"II*\0\x08\0\0\0", Some(FileKind::Tiff)),
             (b"MM\0*\0\0\0\x08", Some(FileKind::Tiff)),
             (b"%PDF-1.7\n", Some(FileKind::Pdf)),

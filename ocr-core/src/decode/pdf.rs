@@ -98,9 +98,14 @@ impl PdfFile {
 
 /// Pixel size of a page rendered at `dpi`; checked against the pixel limits only when the page
 /// is to be rendered (the text layer alone allocates no pixels).
-fn render_size(page: &Page<'_>, dpi: f32, limits: &Limits, rendering: bool) -> Result<(u32, u32, f32)> {
+fn render_size(
+    page: &Page<'_>,
+    dpi: f32,
+    limits: &Limits,
+    rendering: bool,
+) -> Result<(u32, u32, f32)> {
     Limits::check(LimitKind::Dpi, limits.max_dpi as u64, dpi.ceil() as u64)?;
-    if !(dpi > 0.0) {
+    if dpi.is_nan() || dpi <= 0.0 {
         return Err(Error::LimitExceeded {
             what: LimitKind::Dpi,
             limit: limits.max_dpi as u64,
@@ -207,7 +212,8 @@ fn pixmap_to_rgb(pixmap: &hayro::vello_cpu::Pixmap) -> Result<RgbImage> {
         .chunks_exact(4)
         .flat_map(|p| [p[0], p[1], p[2]])
         .collect();
-    RgbImage::from_raw(w, h, rgb).ok_or_else(|| Error::Internal("converting a rendered page".into()))
+    RgbImage::from_raw(w, h, rgb)
+        .ok_or_else(|| Error::Internal("converting a rendered page".into()))
 }
 
 /// A page's text as `pdf-extract` sees it: characters with their positions in PDF points.
@@ -222,9 +228,7 @@ pub(super) struct ExtractedPage {
 impl ExtractedPage {
     fn to_decoded(&self, index: usize, dpi: f32) -> DecodedPage {
         let scale = dpi / 72.0;
-        let scaled = |b: &BBox| {
-            BBox::new(b.x0 * scale, b.y0 * scale, b.x1 * scale, b.y1 * scale)
-        };
+        let scaled = |b: &BBox| BBox::new(b.x0 * scale, b.y0 * scale, b.x1 * scale, b.y1 * scale);
         let lines = self
             .lines
             .iter()
@@ -293,14 +297,11 @@ impl Extractor {
     }
 
     fn end_word_inner(&mut self) {
-        if let Some(word) = self.word.take().filter(|(t, _)| !t.trim().is_empty()) {
-            if let Some(page) = self.page() {
-                if page.lines.is_empty() {
-                    page.lines.push(Vec::new());
-                }
-                if let Some(line) = page.lines.last_mut() {
-                    line.push(word);
-                }
+        let word = self.word.take().filter(|(t, _)| !t.trim().is_empty());
+        if let (Some(word), Some(page)) = (word, self.page()) {
+            match page.lines.last_mut() {
+                Some(line) => line.push(word),
+                None => page.lines.push(vec![word]),
             }
         }
     }

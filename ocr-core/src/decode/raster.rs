@@ -66,7 +66,9 @@ pub(super) fn image_error(kind: FileKind, e: image::ImageError) -> Error {
             kind: kind.name(),
             reason: format!("over the decoder's memory or size limit ({l})"),
         },
-        image::ImageError::Unsupported(u) => Error::UnsupportedType(format!("{} variant: {u}", kind.name())),
+        image::ImageError::Unsupported(u) => {
+            Error::UnsupportedType(format!("{} variant: {u}", kind.name()))
+        }
         other => Error::Corrupt {
             kind: kind.name(),
             reason: other.to_string(),

@@ -146,7 +146,10 @@ impl<'a> Device<'a> for TextDevice {
             .unwrap_or(500.0);
             let advance = t * Point::new(f64::from(advance_units), 0.0) - origin;
             let up = t * Point::new(0.0, 1000.0) - origin;
-            if !(origin.x.is_finite() && origin.y.is_finite() && advance.is_finite() && up.is_finite())
+            if !(origin.x.is_finite()
+                && origin.y.is_finite()
+                && advance.is_finite()
+                && up.is_finite())
             {
                 continue;
             }
@@ -215,14 +218,14 @@ fn line_from_glyphs(glyphs: &[&Glyph], page_width: f32, page_height: f32) -> Opt
     let mut current_box: Option<BBox> = None;
     let mut prev: Option<&Glyph> = None;
     let flush = |text: &mut String, bbox: &mut Option<BBox>, words: &mut Vec<Word>| {
-        if let Some(b) = bbox.take() {
-            if !text.trim().is_empty() {
-                words.push(Word {
-                    text: std::mem::take(text),
-                    bbox: b.clamp_to(page_width, page_height),
-                    confidence: 1.0,
-                });
-            }
+        if let Some(b) = bbox.take()
+            && !text.trim().is_empty()
+        {
+            words.push(Word {
+                text: std::mem::take(text),
+                bbox: b.clamp_to(page_width, page_height),
+                confidence: 1.0,
+            });
         }
         text.clear();
     };
@@ -284,7 +287,11 @@ mod tests {
     #[test]
     fn double_drawn_glyphs_are_dropped() {
         let mut device = TextDevice::new(Instant::now() + std::time::Duration::from_secs(9), 100);
-        for g in [glyph("A", 0.0, 50.0), glyph("A", 0.3, 50.0), glyph("B", 5.0, 50.0)] {
+        for g in [
+            glyph("A", 0.0, 50.0),
+            glyph("A", 0.3, 50.0),
+            glyph("B", 5.0, 50.0),
+        ] {
             if !is_duplicate(&device.glyphs, &g) {
                 device.glyphs.push(g);
             }

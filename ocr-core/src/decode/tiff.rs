@@ -44,7 +44,9 @@ fn corrupt(reason: impl ToString) -> Error {
 fn decoder<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Decoder<Cursor<&'a [u8]>>> {
     let mut tl = tiff::decoder::Limits::default();
     tl.decoding_buffer_size = usize::try_from(limits.max_alloc_bytes).unwrap_or(usize::MAX);
-    Ok(Decoder::new(Cursor::new(bytes)).map_err(corrupt)?.with_limits(tl))
+    Ok(Decoder::new(Cursor::new(bytes))
+        .map_err(corrupt)?
+        .with_limits(tl))
 }
 
 impl TiffFile {
@@ -84,7 +86,9 @@ impl TiffFile {
 
     pub(super) fn page(&self, index: usize, options: &DecodeOptions) -> Result<PageImage> {
         let Some(&ifd) = self.ifds.get(index) else {
-            return Err(corrupt(self.broken_tail.as_deref().unwrap_or("missing page")));
+            return Err(corrupt(
+                self.broken_tail.as_deref().unwrap_or("missing page"),
+            ));
         };
         let limits = &options.limits;
         let mut dec = decoder(&self.bytes, limits)?;
@@ -97,7 +101,8 @@ impl TiffFile {
             ccitt_page(&mut dec, &self.bytes, compression, width, height)?
         } else {
             let reader = FirstPageAt::new(&self.bytes, ifd)?;
-            let mut tiff = TiffDecoder::new(std::io::BufReader::new(reader)).map_err(|e| image_error(FileKind::Tiff, e))?;
+            let mut tiff = TiffDecoder::new(std::io::BufReader::new(reader))
+                .map_err(|e| image_error(FileKind::Tiff, e))?;
             image::ImageDecoder::set_limits(&mut tiff, image_limits(limits))
                 .map_err(|e| image_error(FileKind::Tiff, e))?;
             let orientation = image::ImageDecoder::orientation(&mut tiff)
@@ -195,11 +200,19 @@ impl<'a> FirstPageAt<'a> {
             .ok_or_else(|| corrupt("truncated header"))?
             .to_vec();
         if big_tiff {
-            let b = if little { ifd.to_le_bytes() } else { ifd.to_be_bytes() };
+            let b = if little {
+                ifd.to_le_bytes()
+            } else {
+                ifd.to_be_bytes()
+            };
             header[8..16].copy_from_slice(&b);
         } else {
             let ifd = u32::try_from(ifd).map_err(corrupt)?;
-            let b = if little { ifd.to_le_bytes() } else { ifd.to_be_bytes() };
+            let b = if little {
+                ifd.to_le_bytes()
+            } else {
+                ifd.to_be_bytes()
+            };
             header[4..8].copy_from_slice(&b);
         }
         Ok(Self {

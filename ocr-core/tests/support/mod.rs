@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 /// A file from the repository's `fixtures/` folder.
 pub fn fixture(path: &str) -> Vec<u8> {
-    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures").join(path);
+    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures")
+        .join(path);
     std::fs::read(&full).unwrap_or_else(|e| panic!("reading {}: {e}", full.display()))
 }

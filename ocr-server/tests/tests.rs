@@ -1,0 +1,3 @@
+//! Integration tests of the `ocr` binary, built into one test binary.
+
+mod cli;
