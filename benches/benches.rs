@@ -1,1 +1,18 @@
-fn main() {}
+//! The workspace's criterion benchmarks, one binary, a module per area. Throughput is in pages.
+//!
+//! `cargo bench -p ocr-benches` (add `-- decode` or `-- pdf` to run one area).
+
+mod decode;
+mod pdf;
+
+use std::path::PathBuf;
+
+/// A file from the repository's `fixtures/` folder.
+fn fixture(path: &str) -> Vec<u8> {
+    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures")
+        .join(path);
+    std::fs::read(&full).unwrap_or_else(|e| panic!("reading {}: {e}", full.display()))
+}
+
+criterion::criterion_main!(decode::benches, pdf::benches);

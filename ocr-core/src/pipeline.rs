@@ -9,9 +9,8 @@ use crate::document::{Document, Page, PageOutcome, TextSource};
 use crate::error::{Error, Result};
 use crate::layout::blocks_from_lines;
 
-/// Why an image page has no text yet.
-pub const NO_ENGINE: &str =
-    "no recognition engine yet: this page is an image and needs OCR, which this build cannot do";
+/// Why a page that needs OCR has no text yet: every such reason starts with this.
+pub const NO_ENGINE: &str = "no recognition engine yet";
 
 /// Per-call options of the engine.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -59,7 +58,11 @@ impl Engine {
             language: None,
             blocks: Vec::new(),
             outcome: PageOutcome::Failed {
-                reason: NO_ENGINE.into(),
+                reason: if decoded.text_layer.is_some() {
+                    format!("{NO_ENGINE}: this pdf page has no usable text layer and needs OCR")
+                } else {
+                    format!("{NO_ENGINE}: image pages need OCR")
+                },
             },
         };
         if let Some(layer) = decoded.text_layer.filter(|l| l.is_usable()) {

@@ -134,6 +134,16 @@ pub struct TextLayer {
 }
 
 impl TextLayer {
+    /// A layer of lines whose every character is known (as `pdf-extract` gives them).
+    pub(crate) fn from_lines(lines: Vec<Line>) -> Self {
+        let glyphs = lines.iter().map(|l| l.text.chars().count()).sum();
+        Self {
+            lines,
+            glyphs,
+            unmapped_glyphs: 0,
+        }
+    }
+
     /// Whether the layer is worth using instead of recognition: it has text, and almost all of
     /// its glyphs map to Unicode (otherwise the text is garbage and OCR does better).
     pub fn is_usable(&self) -> bool {
@@ -249,6 +259,19 @@ impl InputFile {
 }
 
 impl DecodedPage {
+    /// A page with nothing decoded yet.
+    pub(crate) fn empty(index: usize, dpi: f32) -> Self {
+        Self {
+            index,
+            width: 0,
+            height: 0,
+            dpi,
+            rotation: Rotation::R0,
+            image: None,
+            text_layer: None,
+        }
+    }
+
     fn from_image(index: usize, image: PageImage) -> Self {
         Self {
             index,

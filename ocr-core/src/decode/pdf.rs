@@ -8,7 +8,7 @@
 //! time limit is never rendered.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use hayro::hayro_interpret::util::TransformExt;
@@ -41,11 +41,16 @@ impl AsRef<[u8]> for Bytes {
     }
 }
 
-pub(super) enum PdfFile {
-    Hayro(Pdf),
-    /// `hayro` could not parse the file; `pdf-extract` (on `lopdf`) could, so we have the text
-    /// of each page but no rendering.
-    Extracted(Vec<ExtractedPage>),
+pub(super) struct PdfFile {
+    /// `None` when `hayro` could not parse the file; then `pdf-extract` (on `lopdf`) may still
+    /// read the text of each page, but nothing can be rendered.
+    hayro: Option<Pdf>,
+    bytes: Arc<[u8]>,
+    max_pages: usize,
+    /// Every page's text as `pdf-extract` reads it, computed on first need: for files `hayro`
+    /// cannot parse, and for pages whose glyphs `hayro` cannot map to Unicode (`pdf-extract`
+    /// knows more simple-font encodings).
+    extracted: OnceLock<Option<Vec<ExtractedPage>>>,
 }
 
 fn corrupt(reason: impl Into<String>) -> Error {
@@ -57,22 +62,40 @@ fn corrupt(reason: impl Into<String>) -> Error {
 
 impl PdfFile {
     pub(super) fn open(bytes: Arc<[u8]>, options: &DecodeOptions) -> Result<PdfFile> {
-        match Pdf::new(Arc::new(Bytes(bytes.clone()))) {
-            Ok(pdf) => Ok(PdfFile::Hayro(pdf)),
+        let mut file = PdfFile {
+            hayro: None,
+            bytes: bytes.clone(),
+            max_pages: options.limits.max_pages,
+            extracted: OnceLock::new(),
+        };
+        match Pdf::new(Arc::new(Bytes(bytes))) {
+            Ok(pdf) => file.hayro = Some(pdf),
             Err(LoadPdfError::Decryption(DecryptionError::PasswordProtected)) => {
-                Err(Error::Encrypted)
+                return Err(Error::Encrypted);
             }
-            Err(LoadPdfError::Decryption(e)) => Err(corrupt(format!("cannot decrypt: {e:?}"))),
-            Err(LoadPdfError::Invalid) => extract_fallback(&bytes, &options.limits)
-                .map(PdfFile::Extracted)
-                .ok_or_else(|| corrupt("cannot parse the file structure")),
+            Err(LoadPdfError::Decryption(e)) => {
+                return Err(corrupt(format!("cannot decrypt: {e:?}")));
+            }
+            Err(LoadPdfError::Invalid) => {
+                if file.extracted().is_none() {
+                    return Err(corrupt("cannot parse the file structure"));
+                }
+            }
         }
+        Ok(file)
+    }
+
+    fn extracted(&self) -> Option<&Vec<ExtractedPage>> {
+        self.extracted
+            .get_or_init(|| extract_fallback(&self.bytes, self.max_pages))
+            .as_ref()
     }
 
     pub(super) fn page_count(&self) -> usize {
-        match self {
-            PdfFile::Hayro(pdf) => pdf.pages().len(),
-            PdfFile::Extracted(pages) => pages.len(),
+        match (&self.hayro, self.extracted.get()) {
+            (Some(pdf), _) => pdf.pages().len(),
+            (None, Some(Some(pages))) => pages.len(),
+            (None, _) => 0,
         }
     }
 
@@ -82,17 +105,37 @@ impl PdfFile {
         parts: PageParts,
         options: &DecodeOptions,
     ) -> Result<DecodedPage> {
-        match self {
-            PdfFile::Hayro(pdf) => hayro_page(&pdf.pages()[index], index, parts, options),
-            PdfFile::Extracted(pages) => {
-                if parts.image {
-                    return Err(corrupt(
-                        "the file is too damaged to render; only its text could be read",
-                    ));
-                }
-                Ok(pages[index].to_decoded(index, options.dpi))
+        let Some(pdf) = &self.hayro else {
+            if parts.image {
+                return Err(corrupt(
+                    "the file is too damaged to render; only its text could be read",
+                ));
+            }
+            let page = self.extracted().and_then(|p| p.get(index));
+            return Ok(page.map_or_else(
+                || DecodedPage::empty(index, options.dpi),
+                |p| p.to_decoded(index, options.dpi),
+            ));
+        };
+        let page = &pdf.pages()[index];
+        let mut decoded = hayro_page(page, index, parts, options)?;
+        if let Some(layer) = decoded.text_layer.as_mut()
+            && !layer.is_usable()
+            && layer.glyphs > 0
+            && let Some(fallback) = self.extracted().and_then(|p| p.get(index))
+        {
+            let scale = f64::from(options.dpi / 72.0);
+            let transform = Affine::scale(scale) * page.initial_transform(true).to_kurbo();
+            let lines = fallback.lines(|x, y| {
+                let p = transform * kurbo::Point::new(x, y);
+                (p.x, p.y)
+            });
+            let candidate = TextLayer::from_lines(lines);
+            if candidate.is_usable() {
+                *layer = candidate;
             }
         }
+        Ok(decoded)
     }
 }
 
@@ -216,60 +259,60 @@ fn pixmap_to_rgb(pixmap: &hayro::vello_cpu::Pixmap) -> Result<RgbImage> {
         .ok_or_else(|| Error::Internal("converting a rendered page".into()))
 }
 
-/// A page's text as `pdf-extract` sees it: characters with their positions in PDF points.
+/// A page's text as `pdf-extract` sees it: words in lines, boxes in PDF user space (points,
+/// y up).
 #[derive(Debug, Default)]
 pub(super) struct ExtractedPage {
-    /// Page size in points.
-    width: f32,
-    height: f32,
+    media_box: [f64; 4],
     lines: Vec<Vec<(String, BBox)>>,
 }
 
 impl ExtractedPage {
-    fn to_decoded(&self, index: usize, dpi: f32) -> DecodedPage {
-        let scale = dpi / 72.0;
-        let scaled = |b: &BBox| BBox::new(b.x0 * scale, b.y0 * scale, b.x1 * scale, b.y1 * scale);
-        let lines = self
-            .lines
+    /// The lines with every box mapped through `map` (user space to page pixels).
+    fn lines(&self, map: impl Fn(f64, f64) -> (f64, f64)) -> Vec<Line> {
+        self.lines
             .iter()
             .filter(|words| !words.is_empty())
             .map(|words| {
                 Line::from_words(
                     words
                         .iter()
-                        .map(|(text, b)| Word {
-                            text: text.clone(),
-                            bbox: scaled(b),
-                            confidence: 1.0,
+                        .map(|(text, b)| {
+                            let (x0, y0) = map(f64::from(b.x0), f64::from(b.y0));
+                            let (x1, y1) = map(f64::from(b.x1), f64::from(b.y1));
+                            Word {
+                                text: text.clone(),
+                                bbox: BBox::new(x0 as f32, y0 as f32, x1 as f32, y1 as f32),
+                                confidence: 1.0,
+                            }
                         })
                         .collect(),
                 )
             })
-            .collect::<Vec<_>>();
-        let glyphs = lines.iter().map(|l| l.text.chars().count()).sum();
+            .collect()
+    }
+
+    /// The page as decoded from `pdf-extract` alone: no image, unrotated, top-left origin.
+    fn to_decoded(&self, index: usize, dpi: f32) -> DecodedPage {
+        let scale = f64::from(dpi / 72.0);
+        let [llx, lly, urx, ury] = self.media_box;
+        let lines = self.lines(|x, y| ((x - llx) * scale, (ury - y) * scale));
         DecodedPage {
-            index,
-            width: (self.width * scale).round() as u32,
-            height: (self.height * scale).round() as u32,
-            dpi,
-            rotation: Rotation::R0,
-            image: None,
-            text_layer: Some(TextLayer {
-                lines,
-                glyphs,
-                unmapped_glyphs: 0,
-            }),
+            width: ((urx - llx).abs() * scale).round() as u32,
+            height: ((ury - lly).abs() * scale).round() as u32,
+            text_layer: Some(TextLayer::from_lines(lines)),
+            ..DecodedPage::empty(index, dpi)
         }
     }
 }
 
 /// Reads the text of every page with `pdf-extract`. Its parser panics on some malformed input,
 /// so it runs under `catch_unwind`; `None` when it cannot read the file either.
-fn extract_fallback(bytes: &[u8], limits: &Limits) -> Option<Vec<ExtractedPage>> {
+fn extract_fallback(bytes: &[u8], max_pages: usize) -> Option<Vec<ExtractedPage>> {
     catch_unwind(AssertUnwindSafe(|| {
         let doc = pdf_extract::Document::load_mem(bytes).ok()?;
         let pages = doc.get_pages();
-        if pages.is_empty() || pages.len() > limits.max_pages {
+        if pages.is_empty() || pages.len() > max_pages {
             return None;
         }
         let mut sink = Extractor::default();
@@ -315,8 +358,7 @@ impl pdf_extract::OutputDev for Extractor {
         _: Option<(f64, f64, f64, f64)>,
     ) -> Result<(), pdf_extract::OutputError> {
         if let Some(page) = self.page() {
-            page.width = (media_box.urx - media_box.llx).abs() as f32;
-            page.height = (media_box.ury - media_box.lly).abs() as f32;
+            page.media_box = [media_box.llx, media_box.lly, media_box.urx, media_box.ury];
         }
         Ok(())
     }
@@ -336,14 +378,14 @@ impl pdf_extract::OutputDev for Extractor {
             self.end_word_inner();
             return Ok(());
         }
-        let height = self.page().map_or(0.0, |p| p.height);
         let size = (font_size * (trm.m11.hypot(trm.m12))).abs().max(1.0);
-        let (x, y) = (trm.m31, f64::from(height) - trm.m32);
+        let (x, y) = (trm.m31, trm.m32);
+        // User space has y up: the box runs from 0.2 em below the baseline to 0.8 em above.
         let b = BBox::new(
             x as f32,
-            (y - 0.8 * size) as f32,
+            (y - 0.2 * size) as f32,
             (x + width * size) as f32,
-            (y + 0.2 * size) as f32,
+            (y + 0.8 * size) as f32,
         );
         match &mut self.word {
             Some((text, bbox)) => {

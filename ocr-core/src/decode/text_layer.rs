@@ -247,7 +247,41 @@ fn line_from_glyphs(glyphs: &[&Glyph], page_width: f32, page_height: f32) -> Opt
         prev = Some(g);
     }
     flush(&mut current, &mut current_box, &mut words);
+    to_logical_order(&mut words);
     (!words.is_empty()).then(|| Line::from_words(words))
+}
+
+/// Hebrew and Arabic letters (including presentation forms).
+fn is_rtl(c: char) -> bool {
+    matches!(c, '\u{0590}'..='\u{08FF}' | '\u{FB1D}'..='\u{FDFF}' | '\u{FE70}'..='\u{FEFF}')
+}
+
+/// Glyphs arrive in visual order, left to right. In a line that is mostly right-to-left script,
+/// the reading order is the reverse: words are reversed, and so are the letters of RTL words,
+/// while numbers and Latin words embedded in it keep their own left-to-right order (a
+/// simplification of the Unicode bidirectional algorithm that covers ordinary text).
+fn to_logical_order(words: &mut [Word]) {
+    let (rtl, ltr) = words
+        .iter()
+        .flat_map(|w| w.text.chars())
+        .fold((0, 0), |(r, l), c| {
+            if is_rtl(c) {
+                (r + 1, l)
+            } else if c.is_alphabetic() {
+                (r, l + 1)
+            } else {
+                (r, l)
+            }
+        });
+    if rtl <= ltr {
+        return;
+    }
+    words.reverse();
+    for w in words.iter_mut() {
+        if w.text.chars().any(is_rtl) {
+            w.text = w.text.chars().rev().collect();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -282,6 +316,20 @@ mod tests {
             glyph("N", 0.0, 120.0),
         ];
         assert_eq!(texts(&glyphs), ["Hi yo", "N"]);
+    }
+
+    #[test]
+    fn right_to_left_lines_come_out_in_reading_order() {
+        // Visually: "םולש 42" drawn left to right as ם ו ל ש, then "42".
+        let glyphs = [
+            glyph("\u{05DD}", 0.0, 100.0),
+            glyph("\u{05D5}", 5.0, 100.0),
+            glyph("\u{05DC}", 10.0, 100.0),
+            glyph("\u{05E9}", 15.0, 100.0),
+            glyph("4", 30.0, 100.0),
+            glyph("2", 35.0, 100.0),
+        ];
+        assert_eq!(texts(&glyphs), ["42 \u{05E9}\u{05DC}\u{05D5}\u{05DD}"]);
     }
 
     #[test]
