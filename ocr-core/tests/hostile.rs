@@ -150,3 +150,31 @@ fn structurally_hostile_pdfs_fail_cleanly() {
         survive(bytes.to_vec(), name);
     }
 }
+
+#[test]
+fn a_type3_font_that_draws_itself_is_refused_not_a_stack_overflow() {
+    // Found by the fuzzer: glyph `a` of Type3 font /F draws `(a)` in /F. Rendering it would
+    // recurse until the stack overflows and kill the process.
+    let pdf = b"%PDF-1.4
+1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj
+2 0 obj << /Type /Pages /Kids [3 0 R] /Count 1 >> endobj
+3 0 obj << /Type /Page /Parent 2 0 R /MediaBox [0 0 100 100] /Contents 4 0 R /Resources << /Font << /F 5 0 R >> >> >> endobj
+4 0 obj << /Length 21 >> stream
+BT /F 10 Tf (a) Tj ET
+endstream endobj
+5 0 obj << /Type /Font /Subtype /Type3 /FontBBox [0 0 1 1] /FontMatrix [0.001 0 0 0.001 0 0] /CharProcs << /a 6 0 R >> /Encoding << /Differences [97 /a] >> /FirstChar 97 /LastChar 97 /Widths [1000] >> endobj
+6 0 obj << /Length 39 >> stream
+1000 0 0 0 1 1 d1 BT /F 10 Tf (a) Tj ET
+endstream endobj
+trailer << /Size 7 /Root 1 0 R >>
+%%EOF
+";
+    let file = InputFile::open(pdf.to_vec(), DecodeOptions::default()).expect("open");
+    let err = file.page(0, PageParts::ALL).expect_err("must not render");
+    assert_eq!(
+        err.to_string(),
+        "corrupt pdf file: a Type3 font on this page draws itself recursively"
+    );
+    // The text layer alone is safe to read.
+    assert!(file.page(0, PageParts::TEXT_LAYER).is_ok());
+}

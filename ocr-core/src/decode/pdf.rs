@@ -198,11 +198,17 @@ fn hayro_page(
         return Err(Error::Timeout(limits.page_timeout));
     }
     let operations = device.operations;
+    let type3_recursion = device.type3_recursion;
     let text_layer = parts
         .text_layer
         .then(|| device.into_text_layer(width as f32, height as f32));
 
     let image = if parts.image {
+        if type3_recursion {
+            return Err(corrupt(
+                "a Type3 font on this page draws itself recursively",
+            ));
+        }
         Limits::check(
             LimitKind::PageComplexity,
             limits.max_page_operations,

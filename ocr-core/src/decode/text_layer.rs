@@ -6,9 +6,11 @@
 //! baseline and the glyph's advance along it: fonts rarely carry trustworthy ascent and descent,
 //! and the rendered ink sits inside that box for ordinary Latin, CJK and Cyrillic faces.
 
+use std::collections::HashSet;
 use std::time::Instant;
 
-use hayro_interpret::font::GlyphRun;
+use hayro_interpret::CacheKey;
+use hayro_interpret::font::{Glyph as FontGlyph, GlyphRun, PositionedGlyph};
 use hayro_interpret::hayro_cmap::BfString;
 use hayro_interpret::{
     BlendMode, ClipPath, Device, DrawMode, DrawProps, Image, ImageDrawProps, SoftMask,
@@ -72,7 +74,18 @@ pub(super) struct TextDevice {
     deadline: Instant,
     pub(super) timed_out: bool,
     max_glyphs: usize,
+    /// Type3 glyph programs being interpreted, innermost last (by `hayro`'s cache key).
+    type3_stack: Vec<u128>,
+    /// Type3 glyph programs already checked.
+    type3_checked: HashSet<u128>,
+    /// Set when a Type3 glyph draws itself, directly or through others, or nests too deep:
+    /// `hayro`'s renderer would recurse until the stack overflows, which no `catch_unwind`
+    /// survives, so such a page must not be rendered.
+    pub(super) type3_recursion: bool,
 }
+
+/// Deeper Type3 nesting than any real font uses.
+const MAX_TYPE3_DEPTH: usize = 8;
 
 impl TextDevice {
     pub(super) fn new(deadline: Instant, max_glyphs: usize) -> Self {
@@ -84,6 +97,9 @@ impl TextDevice {
             deadline,
             timed_out: false,
             max_glyphs,
+            type3_stack: Vec::new(),
+            type3_checked: HashSet::new(),
+            type3_recursion: false,
         }
     }
 
@@ -123,6 +139,13 @@ impl<'a> Device<'a> for TextDevice {
         if !self.tick(glyphs.len() as u64) {
             return;
         }
+        if !self.type3_stack.is_empty() {
+            // Glyphs drawn by a Type3 glyph's own program are artwork, not text: only look for
+            // further Type3 nesting.
+            self.check_type3(glyphs, &props);
+            return;
+        }
+        self.check_type3(glyphs, &props);
         for glyph in glyphs {
             self.glyph_count += 1;
             let Some(text) = glyph.as_unicode().map(|u| match u {
@@ -139,8 +162,8 @@ impl<'a> Device<'a> for TextDevice {
             let origin = t * Point::ZERO;
             // Glyph space is 1000 units per em; advances are in the same units.
             let advance_units = match &**glyph {
-                hayro_interpret::font::Glyph::Outline(o) => o.advance_width(),
-                hayro_interpret::font::Glyph::Type3(g) => g.advance_width(),
+                FontGlyph::Outline(o) => o.advance_width(),
+                FontGlyph::Type3(g) => g.advance_width(),
             }
             .filter(|a| a.is_finite() && *a > 0.0)
             .unwrap_or(500.0);
@@ -171,6 +194,29 @@ impl<'a> Device<'a> for TextDevice {
     }
     fn pop_clip(&mut self) {}
     fn pop_transparency_group(&mut self) {}
+}
+
+impl TextDevice {
+    /// Interprets each Type3 glyph program once, with this device, to find programs that draw
+    /// themselves; the nesting depth is bounded here, so this check cannot recurse endlessly.
+    fn check_type3<'a>(&mut self, glyphs: &[PositionedGlyph<'a>], props: &DrawProps<'a>) {
+        for glyph in glyphs {
+            let FontGlyph::Type3(g) = &**glyph else {
+                continue;
+            };
+            let key = g.cache_key();
+            if self.type3_stack.contains(&key) || self.type3_stack.len() >= MAX_TYPE3_DEPTH {
+                self.type3_recursion = true;
+                return;
+            }
+            if self.type3_recursion || !self.type3_checked.insert(key) {
+                continue;
+            }
+            self.type3_stack.push(key);
+            g.interpret(self, props.transform, glyph.transform(), &props.paint);
+            self.type3_stack.pop();
+        }
+    }
 }
 
 /// PDF producers fake bold by drawing the same text twice, slightly offset; keeping both copies
