@@ -107,3 +107,12 @@ pub fn to_text(document: &Document) -> String {
 pub fn to_markdown(document: &Document) -> String {
     md::render(document)
 }
+
+/// Writes a text export, ending it with a newline unless it is empty.
+fn write_text(text: &str, out: &mut dyn Write) -> Result<(), ExportError> {
+    out.write_all(text.as_bytes())?;
+    if !text.is_empty() {
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}

@@ -22,12 +22,7 @@ pub(crate) fn render(document: &Document) -> String {
 }
 
 pub(crate) fn write(document: &Document, out: &mut dyn Write) -> Result<(), ExportError> {
-    let mut md = render(document);
-    if !md.is_empty() {
-        md.push('\n');
-    }
-    out.write_all(md.as_bytes())?;
-    Ok(())
+    crate::write_text(&render(document), out)
 }
 
 fn block(block: &Block) -> Option<String> {

@@ -16,10 +16,5 @@ pub(crate) fn render(document: &Document) -> String {
 }
 
 pub(crate) fn write(document: &Document, out: &mut dyn Write) -> Result<(), ExportError> {
-    let mut text = render(document);
-    if !text.is_empty() {
-        text.push('\n');
-    }
-    out.write_all(text.as_bytes())?;
-    Ok(())
+    crate::write_text(&render(document), out)
 }
