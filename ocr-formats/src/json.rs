@@ -139,11 +139,6 @@ fn page(p: &Page) -> PageJson<'_> {
     }
 }
 
-/// The job object for `document` as a JSON value.
-pub fn job_json(document: &Document) -> serde_json::Value {
-    serde_json::to_value(job(document)).unwrap_or(serde_json::Value::Null)
-}
-
 fn job(document: &Document) -> JobJson<'_> {
     let all_failed = !document.pages.is_empty() && document.pages.iter().all(Page::is_failed);
     JobJson {

@@ -22,8 +22,6 @@ use std::str::FromStr;
 
 use ocr_core::Document;
 
-pub use json::job_json;
-
 /// The formats an exported document can take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -96,16 +94,6 @@ pub fn export(
         Format::Md => md::write(document, out),
         Format::Json => json::write(document, options, out),
     }
-}
-
-/// The document's plain text, as [`Format::Txt`] writes it.
-pub fn to_text(document: &Document) -> String {
-    txt::render(document)
-}
-
-/// The document's Markdown, as [`Format::Md`] writes it.
-pub fn to_markdown(document: &Document) -> String {
-    md::render(document)
 }
 
 /// Writes a text export, ending it with a newline unless it is empty.
