@@ -23,6 +23,7 @@ mod document;
 mod error;
 mod layout;
 mod limits;
+pub mod nn;
 mod pipeline;
 
 pub use decode::{

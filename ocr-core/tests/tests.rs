@@ -4,5 +4,6 @@ mod support;
 
 mod hostile;
 mod images;
+mod parity;
 mod pdf;
 mod tiff;

@@ -1,0 +1,1103 @@
+//! Runs an ONNX graph with candle tensors.
+//!
+//! The graph is compiled once into a list of steps over numbered value slots.
+//! Compilation folds what the exporters spread over several nodes into single
+//! kernels: `Identity` nodes disappear, a convolution absorbs the bias `Add`,
+//! batch norm and activation that follow it, and the `x * 0.5 * (1 +
+//! erf(x / √2))` chain becomes one GELU. What remains runs on candle's CPU
+//! tensor ops, with the convolutions in [`super::kernels`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor};
+
+use super::kernels::{Activation, Conv2d, ConvTranspose2d};
+use super::onnx::{self, Attribute, Node, TensorData};
+
+/// An error compiling or running a graph.
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    #[error(transparent)]
+    Onnx(#[from] onnx::OnnxError),
+    #[error("model: {0}")]
+    Unsupported(String),
+    #[error("model: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+fn unsupported<T>(msg: impl Into<String>) -> Result<T, GraphError> {
+    Err(GraphError::Unsupported(msg.into()))
+}
+
+/// A runtime value: a float tensor, or a small integer tensor (shapes,
+/// indices) kept on the host.
+#[derive(Debug, Clone)]
+enum Value {
+    F(Tensor),
+    I(Vec<i64>, Vec<usize>),
+}
+
+impl Value {
+    fn tensor(&self) -> Result<&Tensor, GraphError> {
+        match self {
+            Value::F(t) => Ok(t),
+            Value::I(..) => unsupported("an integer tensor where a float tensor is expected"),
+        }
+    }
+
+    fn ints(&self) -> Result<&[i64], GraphError> {
+        match self {
+            Value::I(v, _) => Ok(v),
+            Value::F(_) => unsupported("a float tensor where an integer tensor is expected"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Binary {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Pow,
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Conv(Arc<Conv2d>),
+    ConvTranspose(Arc<ConvTranspose2d>),
+    Binary(Binary),
+    Activation(Activation),
+    Sigmoid,
+    Erf,
+    Sqrt,
+    MaxPool {
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        pads: [usize; 4],
+    },
+    AveragePool {
+        kernel: (usize, usize),
+        stride: (usize, usize),
+    },
+    GlobalAveragePool,
+    ReduceMean {
+        axes: Vec<i64>,
+        keepdims: bool,
+    },
+    ResizeNearest,
+    Concat {
+        axis: i64,
+    },
+    /// Batch norm in inference form: `x * scale + shift` per channel (axis 1).
+    ChannelAffine {
+        scale: Vec<f32>,
+        shift: Vec<f32>,
+    },
+    MatMul,
+    Softmax {
+        axis: i64,
+    },
+    Reshape,
+    Transpose {
+        perm: Vec<usize>,
+    },
+    Squeeze {
+        axes: Vec<i64>,
+    },
+    Unsqueeze {
+        axes: Vec<i64>,
+    },
+    Slice,
+    Shape,
+}
+
+#[derive(Debug, Clone)]
+struct Step {
+    op: Op,
+    inputs: Vec<usize>,
+    output: usize,
+    /// Slots whose last use is this step, freed after it runs.
+    free: Vec<usize>,
+}
+
+/// A compiled graph.
+#[derive(Debug)]
+pub struct Graph {
+    steps: Vec<Step>,
+    constants: Vec<(usize, Value)>,
+    slots: usize,
+    input: usize,
+    output: usize,
+    /// The model's metadata (`character` holds the recogniser's alphabet).
+    pub metadata: HashMap<String, String>,
+}
+
+impl Graph {
+    /// Decodes and compiles an ONNX file.
+    pub fn from_onnx(bytes: &[u8]) -> Result<Self, GraphError> {
+        let model = onnx::Model::parse(bytes)?;
+        Compiler::compile(model)
+    }
+
+    /// Runs the graph on one input and returns its (first) output.
+    pub fn run(&self, input: Tensor) -> Result<Tensor, GraphError> {
+        let mut slots: Vec<Option<Value>> = vec![None; self.slots];
+        for (slot, value) in &self.constants {
+            slots[*slot] = Some(value.clone());
+        }
+        slots[self.input] = Some(Value::F(input.to_dtype(DType::F32)?));
+        for step in &self.steps {
+            let value = {
+                let args: Vec<&Value> = step
+                    .inputs
+                    .iter()
+                    .map(|&i| {
+                        slots[i].as_ref().ok_or_else(|| {
+                            GraphError::Unsupported("a value is used before it is computed".into())
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+                execute(&step.op, &args)?
+            };
+            for &slot in &step.free {
+                slots[slot] = None;
+            }
+            slots[step.output] = Some(value);
+        }
+        match slots[self.output].take() {
+            Some(Value::F(t)) => Ok(t),
+            _ => unsupported("the graph produced no float output"),
+        }
+    }
+}
+
+fn execute(op: &Op, args: &[&Value]) -> Result<Value, GraphError> {
+    let t = |i: usize| -> Result<&Tensor, GraphError> {
+        args.get(i)
+            .ok_or_else(|| GraphError::Unsupported("missing operand".into()))?
+            .tensor()
+    };
+    let out = match op {
+        Op::Conv(conv) => t(0)?.contiguous()?.apply_op1_no_bwd(conv.as_ref())?,
+        Op::ConvTranspose(conv) => t(0)?.contiguous()?.apply_op1_no_bwd(conv.as_ref())?,
+        Op::Binary(kind) => {
+            if let (Value::I(a, sa), Value::I(b, sb)) = (args[0], args[1]) {
+                return int_binary(*kind, a, sa, b, sb);
+            }
+            let (a, b) = (t(0)?, t(1)?);
+            match kind {
+                Binary::Add => a.broadcast_add(b)?,
+                Binary::Sub => a.broadcast_sub(b)?,
+                Binary::Mul => a.broadcast_mul(b)?,
+                Binary::Div => a.broadcast_div(b)?,
+                Binary::Pow => {
+                    if b.elem_count() == 1 && b.flatten_all()?.to_vec1::<f32>()?[0] == 2.0 {
+                        a.sqr()?
+                    } else {
+                        a.broadcast_pow(b)?
+                    }
+                }
+            }
+        }
+        Op::Activation(act) => {
+            let x = t(0)?;
+            let act = *act;
+            match act {
+                Activation::Relu => x.relu()?,
+                _ => {
+                    let shape = x.shape().clone();
+                    let data: Vec<f32> = x
+                        .flatten_all()?
+                        .to_vec1::<f32>()?
+                        .into_iter()
+                        .map(|v| act.apply(v))
+                        .collect();
+                    Tensor::from_vec(data, shape, x.device())?
+                }
+            }
+        }
+        Op::Sigmoid => {
+            let x = t(0)?;
+            (x.neg()?.exp()? + 1.0)?.recip()?
+        }
+        Op::Erf => t(0)?.erf()?,
+        Op::Sqrt => t(0)?.sqrt()?,
+        Op::MaxPool {
+            kernel,
+            stride,
+            pads,
+        } => {
+            let mut x = t(0)?.clone();
+            if pads.iter().any(|&p| p > 0) {
+                // Edge replication equals -inf padding under a max: the
+                // replicated value is already inside the window.
+                x = x
+                    .pad_with_same(2, pads[0], pads[2])?
+                    .pad_with_same(3, pads[1], pads[3])?;
+            }
+            x.max_pool2d_with_stride(*kernel, *stride)?
+        }
+        Op::AveragePool { kernel, stride } => t(0)?.avg_pool2d_with_stride(*kernel, *stride)?,
+        Op::GlobalAveragePool => t(0)?.mean_keepdim(3)?.mean_keepdim(2)?,
+        Op::ReduceMean { axes, keepdims } => {
+            let x = t(0)?;
+            let mut axes: Vec<usize> = axes
+                .iter()
+                .map(|&a| axis(a, x.rank()))
+                .collect::<Result<_, _>>()?;
+            axes.sort_unstable();
+            let mut y = x.clone();
+            for &a in axes.iter().rev() {
+                y = if *keepdims {
+                    y.mean_keepdim(a)?
+                } else {
+                    y.mean(a)?
+                };
+            }
+            y
+        }
+        Op::ResizeNearest => {
+            let x = t(0)?;
+            let (_, _, h, w) = x.dims4()?;
+            let (oh, ow) = match args.len() {
+                n if n >= 4 => {
+                    let sizes = args[3].ints()?;
+                    (sizes[2] as usize, sizes[3] as usize)
+                }
+                _ => {
+                    let scales = args[2].tensor()?.to_vec1::<f32>()?;
+                    (
+                        (h as f32 * scales[2]).floor() as usize,
+                        (w as f32 * scales[3]).floor() as usize,
+                    )
+                }
+            };
+            x.upsample_nearest2d(oh, ow)?
+        }
+        Op::Concat { axis: a } => {
+            if let Value::I(..) = args[0] {
+                let mut all = Vec::new();
+                for v in args {
+                    all.extend_from_slice(v.ints()?);
+                }
+                let n = all.len();
+                return Ok(Value::I(all, vec![n]));
+            }
+            let tensors: Vec<&Tensor> =
+                args.iter().map(|v| v.tensor()).collect::<Result<_, _>>()?;
+            let a = axis(*a, tensors[0].rank())?;
+            Tensor::cat(&tensors, a)?
+        }
+        Op::ChannelAffine { scale, shift } => {
+            let x = t(0)?;
+            let mut dims = vec![1usize; x.rank()];
+            dims[1] = scale.len();
+            let s = Tensor::from_slice(scale, dims.as_slice(), x.device())?;
+            let b = Tensor::from_slice(shift, dims.as_slice(), x.device())?;
+            x.broadcast_mul(&s)?.broadcast_add(&b)?
+        }
+        Op::MatMul => {
+            let (a, b) = (t(0)?.contiguous()?, t(1)?.contiguous()?);
+            if b.rank() == 2 && a.rank() > 2 {
+                // [.., k] x [k, n]: fold the batch dims into rows.
+                let mut dims = a.dims().to_vec();
+                let k = dims.pop().unwrap_or(1);
+                let rows: usize = dims.iter().product();
+                let y = a.reshape((rows, k))?.matmul(&b)?;
+                dims.push(b.dim(1)?);
+                y.reshape(dims)?
+            } else {
+                a.broadcast_matmul(&b)?
+            }
+        }
+        Op::Softmax { axis: a } => {
+            let x = t(0)?;
+            let a = axis(*a, x.rank())?;
+            let max = x.max_keepdim(a)?;
+            let e = x.broadcast_sub(&max)?.exp()?;
+            e.broadcast_div(&e.sum_keepdim(a)?)?
+        }
+        Op::Reshape => {
+            let shape = args[1].ints()?;
+            match args[0] {
+                Value::I(v, _) => {
+                    let dims = resolve_shape(shape, &[v.len()], v.len())?;
+                    return Ok(Value::I(v.clone(), dims));
+                }
+                Value::F(x) => {
+                    let dims = resolve_shape(shape, x.dims(), x.elem_count())?;
+                    x.contiguous()?.reshape(dims)?
+                }
+            }
+        }
+        Op::Transpose { perm } => t(0)?.permute(perm.as_slice())?.contiguous()?,
+        Op::Squeeze { axes } => {
+            let mut axes_v: Vec<i64> = axes.clone();
+            if args.len() > 1 {
+                axes_v = args[1].ints()?.to_vec();
+            }
+            match args[0] {
+                Value::I(v, dims) => {
+                    let mut d = dims.clone();
+                    let mut ax: Vec<usize> = axes_v
+                        .iter()
+                        .map(|&a| axis(a, dims.len()))
+                        .collect::<Result<_, _>>()?;
+                    ax.sort_unstable();
+                    for a in ax.into_iter().rev() {
+                        d.remove(a);
+                    }
+                    return Ok(Value::I(v.clone(), d));
+                }
+                Value::F(x) => {
+                    let mut ax: Vec<usize> = if axes_v.is_empty() {
+                        x.dims()
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, d)| **d == 1)
+                            .map(|(i, _)| i)
+                            .collect()
+                    } else {
+                        axes_v
+                            .iter()
+                            .map(|&a| axis(a, x.rank()))
+                            .collect::<Result<_, _>>()?
+                    };
+                    ax.sort_unstable();
+                    let mut y = x.clone();
+                    for a in ax.into_iter().rev() {
+                        y = y.squeeze(a)?;
+                    }
+                    y
+                }
+            }
+        }
+        Op::Unsqueeze { axes } => {
+            let mut axes_v: Vec<i64> = axes.clone();
+            if args.len() > 1 {
+                axes_v = args[1].ints()?.to_vec();
+            }
+            match args[0] {
+                Value::I(v, dims) => {
+                    let mut d = dims.clone();
+                    let rank = d.len() + axes_v.len();
+                    let mut ax: Vec<usize> = axes_v
+                        .iter()
+                        .map(|&a| axis(a, rank))
+                        .collect::<Result<_, _>>()?;
+                    ax.sort_unstable();
+                    for a in ax {
+                        d.insert(a, 1);
+                    }
+                    return Ok(Value::I(v.clone(), d));
+                }
+                Value::F(x) => {
+                    let rank = x.rank() + axes_v.len();
+                    let mut ax: Vec<usize> = axes_v
+                        .iter()
+                        .map(|&a| axis(a, rank))
+                        .collect::<Result<_, _>>()?;
+                    ax.sort_unstable();
+                    let mut y = x.clone();
+                    for a in ax {
+                        y = y.unsqueeze(a)?;
+                    }
+                    y
+                }
+            }
+        }
+        Op::Slice => {
+            let starts = args[1].ints()?;
+            let ends = args[2].ints()?;
+            let dims: Vec<usize> = match args[0] {
+                Value::I(_, d) => d.clone(),
+                Value::F(x) => x.dims().to_vec(),
+            };
+            let axes: Vec<usize> = match args.get(3) {
+                Some(v) => v
+                    .ints()?
+                    .iter()
+                    .map(|&a| axis(a, dims.len()))
+                    .collect::<Result<_, _>>()?,
+                None => (0..starts.len()).collect(),
+            };
+            if let Some(steps) = args.get(4)
+                && steps.ints()?.iter().any(|&s| s != 1)
+            {
+                return unsupported("Slice with a step other than 1");
+            }
+            let mut ranges: Vec<(usize, usize)> = dims.iter().map(|&d| (0, d)).collect();
+            for (i, &a) in axes.iter().enumerate() {
+                let d = dims[a] as i64;
+                let clampi =
+                    |v: i64| -> usize { (if v < 0 { v + d } else { v }).clamp(0, d) as usize };
+                let (s, e) = (clampi(starts[i]), clampi(ends[i]));
+                ranges[a] = (s, e.max(s));
+            }
+            match args[0] {
+                Value::I(v, _) => {
+                    if dims.len() != 1 {
+                        return unsupported("Slice of a multi-dimensional integer tensor");
+                    }
+                    let (s, e) = ranges[0];
+                    return Ok(Value::I(v[s..e].to_vec(), vec![e - s]));
+                }
+                Value::F(x) => {
+                    let mut y = x.clone();
+                    for (a, &(s, e)) in ranges.iter().enumerate() {
+                        if (s, e) != (0, dims[a]) {
+                            y = y.narrow(a, s, e - s)?;
+                        }
+                    }
+                    y
+                }
+            }
+        }
+        Op::Shape => {
+            let dims: Vec<i64> = match args[0] {
+                Value::I(_, d) => d.iter().map(|&x| x as i64).collect(),
+                Value::F(x) => x.dims().iter().map(|&x| x as i64).collect(),
+            };
+            let n = dims.len();
+            return Ok(Value::I(dims, vec![n]));
+        }
+    };
+    Ok(Value::F(out))
+}
+
+fn int_binary(
+    kind: Binary,
+    a: &[i64],
+    sa: &[usize],
+    b: &[i64],
+    sb: &[usize],
+) -> Result<Value, GraphError> {
+    let f = |x: i64, y: i64| -> i64 {
+        match kind {
+            Binary::Add => x + y,
+            Binary::Sub => x - y,
+            Binary::Mul => x * y,
+            Binary::Div => {
+                if y == 0 {
+                    0
+                } else {
+                    x / y
+                }
+            }
+            Binary::Pow => x.pow(y.clamp(0, 63) as u32),
+        }
+    };
+    if a.len() == b.len() {
+        return Ok(Value::I(
+            a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect(),
+            sa.to_vec(),
+        ));
+    }
+    if b.len() == 1 {
+        return Ok(Value::I(
+            a.iter().map(|&x| f(x, b[0])).collect(),
+            sa.to_vec(),
+        ));
+    }
+    if a.len() == 1 {
+        return Ok(Value::I(
+            b.iter().map(|&y| f(a[0], y)).collect(),
+            sb.to_vec(),
+        ));
+    }
+    unsupported("broadcasting between integer tensors")
+}
+
+fn axis(a: i64, rank: usize) -> Result<usize, GraphError> {
+    let r = rank as i64;
+    let v = if a < 0 { a + r } else { a };
+    if v < 0 || v >= r {
+        return unsupported(format!("axis {a} out of range for rank {rank}"));
+    }
+    Ok(v as usize)
+}
+
+/// ONNX Reshape semantics: 0 copies the input dimension, -1 is inferred.
+fn resolve_shape(shape: &[i64], input: &[usize], count: usize) -> Result<Vec<usize>, GraphError> {
+    let mut dims = Vec::with_capacity(shape.len());
+    let mut infer = None;
+    for (i, &d) in shape.iter().enumerate() {
+        match d {
+            0 => dims.push(*input.get(i).ok_or_else(|| {
+                GraphError::Unsupported("Reshape copies a missing dimension".into())
+            })?),
+            -1 => {
+                infer = Some(i);
+                dims.push(1);
+            }
+            d if d > 0 => dims.push(d as usize),
+            _ => return unsupported("Reshape to a negative dimension"),
+        }
+    }
+    if let Some(i) = infer {
+        let known: usize = dims.iter().product();
+        if known == 0 || count % known != 0 {
+            return unsupported("Reshape cannot infer a dimension");
+        }
+        dims[i] = count / known;
+    }
+    if dims.iter().product::<usize>() != count {
+        return unsupported(format!("Reshape of {count} values to {dims:?}"));
+    }
+    Ok(dims)
+}
+
+/// Turns the decoded ONNX graph into steps.
+struct Compiler {
+    nodes: Vec<Option<Node>>,
+    constants: HashMap<String, onnx::Tensor>,
+    alias: HashMap<String, String>,
+}
+
+impl Compiler {
+    fn compile(model: onnx::Model) -> Result<Graph, GraphError> {
+        let mut constants: HashMap<String, onnx::Tensor> = HashMap::new();
+        for t in model.initializers {
+            constants.insert(t.name.clone(), t);
+        }
+        let mut nodes = Vec::new();
+        let mut alias = HashMap::new();
+        for node in model.nodes {
+            match node.op_type.as_str() {
+                "Constant" => {
+                    let Some(Attribute::Tensor(t)) = node.attributes.get("value") else {
+                        return unsupported("Constant without a tensor value");
+                    };
+                    let out = node.outputs.first().cloned().unwrap_or_default();
+                    constants.insert(
+                        out.clone(),
+                        onnx::Tensor {
+                            name: out,
+                            ..t.clone()
+                        },
+                    );
+                }
+                "Identity" | "Dropout" => {
+                    if let (Some(o), Some(i)) = (node.outputs.first(), node.inputs.first()) {
+                        alias.insert(o.clone(), i.clone());
+                    }
+                }
+                _ => nodes.push(Some(node)),
+            }
+        }
+        let mut c = Compiler {
+            nodes,
+            constants,
+            alias,
+        };
+        // Resolve aliases everywhere first.
+        let alias = c.alias.clone();
+        let resolve = |name: &str| -> String {
+            let mut n = name.to_string();
+            let mut hops = 0;
+            while let Some(next) = alias.get(&n) {
+                n = next.clone();
+                hops += 1;
+                if hops > 10_000 {
+                    break;
+                }
+            }
+            n
+        };
+        for node in c.nodes.iter_mut().flatten() {
+            for i in node.inputs.iter_mut() {
+                *i = resolve(i);
+            }
+        }
+        let outputs: Vec<String> = model.outputs.iter().map(|o| resolve(o)).collect();
+        c.fuse_gelu();
+        let steps = c.lower(&outputs)?;
+        c.finish(steps, &model.inputs, &outputs, model.metadata)
+    }
+
+    fn users(&self) -> HashMap<String, Vec<usize>> {
+        let mut users: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if let Some(node) = node {
+                for input in &node.inputs {
+                    users.entry(input.clone()).or_default().push(i);
+                }
+            }
+        }
+        users
+    }
+
+    fn scalar(&self, name: &str) -> Option<f32> {
+        match &self.constants.get(name)?.data {
+            TensorData::F32(v) if v.len() == 1 => Some(v[0]),
+            _ => None,
+        }
+    }
+
+    fn other_input<'a>(node: &'a Node, name: &str) -> Option<&'a str> {
+        match node.inputs.as_slice() {
+            [a, b] if a == name => Some(b),
+            [a, b] if b == name => Some(a),
+            _ => None,
+        }
+    }
+
+    /// `x / √2 → erf → + 1 → × x → × 0.5` becomes one `Gelu` node.
+    fn fuse_gelu(&mut self) {
+        let users = self.users();
+        let only = |name: &str| -> Option<usize> {
+            match users.get(name).map(Vec::as_slice) {
+                Some([one]) => Some(*one),
+                _ => None,
+            }
+        };
+        for i in 0..self.nodes.len() {
+            let Some(div) = self.nodes[i].clone() else {
+                continue;
+            };
+            if div.op_type != "Div" || div.inputs.len() != 2 {
+                continue;
+            }
+            let x = div.inputs[0].clone();
+            if !self
+                .scalar(&div.inputs[1])
+                .is_some_and(|v| (v - std::f32::consts::SQRT_2).abs() < 1e-4)
+            {
+                continue;
+            }
+            let chain = (|| {
+                let erf = only(&div.outputs[0])?;
+                let erf_n = self.nodes[erf].as_ref()?;
+                (erf_n.op_type == "Erf").then_some(())?;
+                let add = only(&erf_n.outputs[0])?;
+                let add_n = self.nodes[add].as_ref()?;
+                (add_n.op_type == "Add"
+                    && self.scalar(Self::other_input(add_n, &erf_n.outputs[0])?)? == 1.0)
+                    .then_some(())?;
+                let mul = only(&add_n.outputs[0])?;
+                let mul_n = self.nodes[mul].as_ref()?;
+                (mul_n.op_type == "Mul" && Self::other_input(mul_n, &add_n.outputs[0])? == x)
+                    .then_some(())?;
+                let half = only(&mul_n.outputs[0])?;
+                let half_n = self.nodes[half].as_ref()?;
+                (half_n.op_type == "Mul"
+                    && self.scalar(Self::other_input(half_n, &mul_n.outputs[0])?)? == 0.5)
+                    .then_some(())?;
+                Some((erf, add, mul, half, half_n.outputs[0].clone()))
+            })();
+            let Some((erf, add, mul, half, out)) = chain else {
+                continue;
+            };
+            let gelu = Node {
+                op_type: "Gelu".into(),
+                name: format!("gelu:{out}"),
+                inputs: vec![x],
+                outputs: vec![out],
+                attributes: HashMap::new(),
+            };
+            self.nodes[i] = None;
+            self.nodes[erf] = None;
+            self.nodes[add] = None;
+            self.nodes[mul] = None;
+            self.nodes[half] = Some(gelu);
+        }
+    }
+
+    fn const_f32(&self, name: &str) -> Result<(&[usize], &[f32]), GraphError> {
+        match self.constants.get(name) {
+            Some(onnx::Tensor {
+                dims,
+                data: TensorData::F32(v),
+                ..
+            }) => Ok((dims, v)),
+            _ => unsupported(format!("{name} must be a float constant")),
+        }
+    }
+
+    fn lower(
+        &mut self,
+        graph_outputs: &[String],
+    ) -> Result<Vec<(Op, Vec<String>, String)>, GraphError> {
+        let users = self.users();
+        let mut steps = Vec::new();
+        for i in 0..self.nodes.len() {
+            let Some(node) = self.nodes[i].take() else {
+                continue;
+            };
+            let out = node.outputs.first().cloned().unwrap_or_default();
+            let op = match node.op_type.as_str() {
+                "Conv" => {
+                    let mut conv = self.conv(&node)?;
+                    let mut out = out.clone();
+                    // Absorb bias, batch norm and activation while the
+                    // convolution's output has no other user.
+                    loop {
+                        if graph_outputs.contains(&out) {
+                            break;
+                        }
+                        let Some([j]) = users.get(&out).map(Vec::as_slice) else {
+                            break;
+                        };
+                        let Some(next) = self.nodes[*j].as_ref() else {
+                            break;
+                        };
+                        if conv.activation != Activation::None {
+                            break;
+                        }
+                        let absorbed = match next.op_type.as_str() {
+                            "Add" => match Self::other_input(next, &out).map(|b| self.const_f32(b))
+                            {
+                                Some(Ok((_, b))) if b.len() == conv.out_channels => {
+                                    conv.bias.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                                    true
+                                }
+                                _ => false,
+                            },
+                            "BatchNormalization" => {
+                                let (scale, shift) = self.batch_norm(next)?;
+                                let per = conv.weight.len() / conv.out_channels;
+                                for c in 0..conv.out_channels {
+                                    conv.weight[c * per..][..per]
+                                        .iter_mut()
+                                        .for_each(|w| *w *= scale[c]);
+                                    conv.bias[c] = conv.bias[c] * scale[c] + shift[c];
+                                }
+                                true
+                            }
+                            "Relu" => {
+                                conv.activation = Activation::Relu;
+                                true
+                            }
+                            "HardSwish" => {
+                                conv.activation = Activation::HardSwish;
+                                true
+                            }
+                            "Gelu" => {
+                                conv.activation = Activation::Gelu;
+                                true
+                            }
+                            _ => false,
+                        };
+                        if !absorbed {
+                            break;
+                        }
+                        let next = self.nodes[*j]
+                            .take()
+                            .ok_or_else(|| GraphError::Unsupported("fused node vanished".into()))?;
+                        out = next.outputs[0].clone();
+                    }
+                    steps.push((Op::Conv(Arc::new(conv)), vec![node.inputs[0].clone()], out));
+                    continue;
+                }
+                "ConvTranspose" => {
+                    let (dims, w) = self.const_f32(&node.inputs[1])?;
+                    if dims.len() != 4 {
+                        return unsupported("ConvTranspose weights must be 4-D");
+                    }
+                    let (cin, cout, kh, kw) = (dims[0], dims[1], dims[2], dims[3]);
+                    let strides = node.ints("strides").unwrap_or(&[1, 1]);
+                    let pads = node.ints("pads").unwrap_or(&[0, 0, 0, 0]);
+                    if node.int("group").unwrap_or(1) != 1
+                        || strides != [kh as i64, kw as i64]
+                        || pads.iter().any(|&p| p != 0)
+                        || node
+                            .ints("output_padding")
+                            .is_some_and(|p| p.iter().any(|&v| v != 0))
+                    {
+                        return unsupported(
+                            "ConvTranspose other than kernel = stride without padding",
+                        );
+                    }
+                    let bias = match node.inputs.get(2) {
+                        Some(b) if !b.is_empty() => self.const_f32(b)?.1.to_vec(),
+                        _ => vec![0.0; cout],
+                    };
+                    Op::ConvTranspose(Arc::new(ConvTranspose2d::new(cin, cout, (kh, kw), w, bias)))
+                }
+                "Add" => Op::Binary(Binary::Add),
+                "Sub" => Op::Binary(Binary::Sub),
+                "Mul" => Op::Binary(Binary::Mul),
+                "Div" => Op::Binary(Binary::Div),
+                "Pow" => Op::Binary(Binary::Pow),
+                "Relu" => Op::Activation(Activation::Relu),
+                "HardSwish" => Op::Activation(Activation::HardSwish),
+                "Gelu" => Op::Activation(Activation::Gelu),
+                "HardSigmoid" => Op::Activation(Activation::HardSigmoid {
+                    alpha: node.float("alpha").unwrap_or(0.2),
+                    beta: node.float("beta").unwrap_or(0.5),
+                }),
+                "Sigmoid" => Op::Sigmoid,
+                "Erf" => Op::Erf,
+                "Sqrt" => Op::Sqrt,
+                "MaxPool" | "AveragePool" => {
+                    let k = pair(node.ints("kernel_shape"), "kernel_shape")?;
+                    let s = node
+                        .ints("strides")
+                        .map(|s| pair(Some(s), "strides"))
+                        .transpose()?
+                        .unwrap_or((1, 1));
+                    if node.int("ceil_mode").unwrap_or(0) != 0 {
+                        return unsupported("pooling with ceil_mode");
+                    }
+                    let pads = match node.string("auto_pad") {
+                        Some(b"SAME_UPPER") => {
+                            // Only valid for stride 1: total padding k - 1, the extra at the end.
+                            if s != (1, 1) {
+                                return unsupported("SAME_UPPER pooling with a stride");
+                            }
+                            [
+                                (k.0 - 1) / 2,
+                                (k.1 - 1) / 2,
+                                k.0 - 1 - (k.0 - 1) / 2,
+                                k.1 - 1 - (k.1 - 1) / 2,
+                            ]
+                        }
+                        Some(b"NOTSET") | Some(b"") | None => pads4(node.ints("pads"))?,
+                        Some(other) => {
+                            return unsupported(format!(
+                                "auto_pad {}",
+                                String::from_utf8_lossy(other)
+                            ));
+                        }
+                    };
+                    if node.op_type == "MaxPool" {
+                        Op::MaxPool {
+                            kernel: k,
+                            stride: s,
+                            pads,
+                        }
+                    } else {
+                        if pads != [0; 4] {
+                            return unsupported("AveragePool with padding");
+                        }
+                        Op::AveragePool {
+                            kernel: k,
+                            stride: s,
+                        }
+                    }
+                }
+                "GlobalAveragePool" => Op::GlobalAveragePool,
+                "ReduceMean" => {
+                    let axes = node.ints("axes").map(<[i64]>::to_vec).unwrap_or_default();
+                    if axes.is_empty() {
+                        return unsupported("ReduceMean without axes");
+                    }
+                    Op::ReduceMean {
+                        axes,
+                        keepdims: node.int("keepdims").unwrap_or(1) != 0,
+                    }
+                }
+                "Resize" => {
+                    if node.string("mode").unwrap_or(b"nearest") != b"nearest" {
+                        return unsupported("Resize other than nearest");
+                    }
+                    let ctm = node
+                        .string("coordinate_transformation_mode")
+                        .unwrap_or(b"half_pixel");
+                    let nearest = node.string("nearest_mode").unwrap_or(b"round_prefer_floor");
+                    if ctm != b"asymmetric" || nearest != b"floor" {
+                        return unsupported("Resize other than asymmetric/floor nearest");
+                    }
+                    Op::ResizeNearest
+                }
+                "Concat" => Op::Concat {
+                    axis: node.int("axis").unwrap_or(0),
+                },
+                "BatchNormalization" => {
+                    let (scale, shift) = self.batch_norm(&node)?;
+                    Op::ChannelAffine { scale, shift }
+                }
+                "MatMul" => Op::MatMul,
+                "Softmax" => Op::Softmax {
+                    axis: node.int("axis").unwrap_or(-1),
+                },
+                "Reshape" => Op::Reshape,
+                "Transpose" => Op::Transpose {
+                    perm: node
+                        .ints("perm")
+                        .ok_or_else(|| GraphError::Unsupported("Transpose without perm".into()))?
+                        .iter()
+                        .map(|&p| p as usize)
+                        .collect(),
+                },
+                "Squeeze" => Op::Squeeze {
+                    axes: node.ints("axes").map(<[i64]>::to_vec).unwrap_or_default(),
+                },
+                "Unsqueeze" => Op::Unsqueeze {
+                    axes: node.ints("axes").map(<[i64]>::to_vec).unwrap_or_default(),
+                },
+                "Slice" => Op::Slice,
+                "Shape" => Op::Shape,
+                other => return unsupported(format!("operator {other} is not supported")),
+            };
+            let inputs = node
+                .inputs
+                .iter()
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .collect();
+            steps.push((op, inputs, out));
+        }
+        Ok(steps)
+    }
+
+    fn batch_norm(&self, node: &Node) -> Result<(Vec<f32>, Vec<f32>), GraphError> {
+        let eps = node.float("epsilon").unwrap_or(1e-5);
+        let get = |i: usize| -> Result<&[f32], GraphError> {
+            let name = node.inputs.get(i).ok_or_else(|| {
+                GraphError::Unsupported("BatchNormalization input missing".into())
+            })?;
+            Ok(self.const_f32(name)?.1)
+        };
+        let (gamma, beta, mean, var) = (get(1)?, get(2)?, get(3)?, get(4)?);
+        let scale: Vec<f32> = gamma
+            .iter()
+            .zip(var)
+            .map(|(g, v)| g / (v + eps).sqrt())
+            .collect();
+        let shift = beta
+            .iter()
+            .zip(mean)
+            .zip(&scale)
+            .map(|((b, m), s)| b - m * s)
+            .collect();
+        Ok((scale, shift))
+    }
+
+    fn conv(&self, node: &Node) -> Result<Conv2d, GraphError> {
+        let (dims, w) = self.const_f32(&node.inputs[1])?;
+        if dims.len() != 4 {
+            return unsupported("only 2-D convolutions are supported");
+        }
+        let (cout, cin_g, kh, kw) = (dims[0], dims[1], dims[2], dims[3]);
+        let groups = node.int("group").unwrap_or(1).max(1) as usize;
+        if node
+            .ints("dilations")
+            .is_some_and(|d| d.iter().any(|&v| v != 1))
+        {
+            return unsupported("dilated convolutions");
+        }
+        let stride = node
+            .ints("strides")
+            .map(|s| pair(Some(s), "strides"))
+            .transpose()?
+            .unwrap_or((1, 1));
+        let pads = match node.string("auto_pad") {
+            Some(b"SAME_UPPER") | Some(b"SAME_LOWER") => {
+                if stride != (1, 1) {
+                    return unsupported("SAME padding with a stride");
+                }
+                let (th, tw) = (kh - 1, kw - 1);
+                if node.string("auto_pad") == Some(b"SAME_UPPER") {
+                    [th / 2, tw / 2, th - th / 2, tw - tw / 2]
+                } else {
+                    [th - th / 2, tw - tw / 2, th / 2, tw / 2]
+                }
+            }
+            Some(b"VALID") => [0; 4],
+            _ => pads4(node.ints("pads"))?,
+        };
+        let bias = match node.inputs.get(2) {
+            Some(b) if !b.is_empty() => self.const_f32(b)?.1.to_vec(),
+            _ => vec![0.0; cout],
+        };
+        if groups == 0 || cout % groups != 0 || bias.len() != cout {
+            return unsupported("inconsistent convolution weights");
+        }
+        Ok(Conv2d {
+            out_channels: cout,
+            in_channels: cin_g * groups,
+            kernel: (kh, kw),
+            stride,
+            pads,
+            groups,
+            weight: w.to_vec(),
+            bias,
+            activation: Activation::None,
+        })
+    }
+
+    fn finish(
+        self,
+        steps: Vec<(Op, Vec<String>, String)>,
+        inputs: &[String],
+        outputs: &[String],
+        metadata: HashMap<String, String>,
+    ) -> Result<Graph, GraphError> {
+        let mut ids: HashMap<String, usize> = HashMap::new();
+        let mut id = |name: &str| -> usize {
+            let n = ids.len();
+            *ids.entry(name.to_string()).or_insert(n)
+        };
+        let input = id(inputs
+            .first()
+            .ok_or_else(|| GraphError::Unsupported("the graph has no input".into()))?);
+        let output = id(outputs
+            .first()
+            .ok_or_else(|| GraphError::Unsupported("the graph has no output".into()))?);
+        let mut compiled: Vec<Step> = steps
+            .into_iter()
+            .map(|(op, ins, out)| Step {
+                op,
+                inputs: ins.iter().map(|s| id(s)).collect(),
+                output: id(&out),
+                free: Vec::new(),
+            })
+            .collect();
+        let mut constants = Vec::new();
+        let device = Device::Cpu;
+        for (name, t) in &self.constants {
+            if let Some(&slot) = ids.get(name) {
+                let value = match &t.data {
+                    TensorData::F32(v) => {
+                        Value::F(Tensor::from_slice(v, t.dims.as_slice(), &device)?)
+                    }
+                    TensorData::I64(v) => Value::I(v.clone(), t.dims.clone()),
+                };
+                constants.push((slot, value));
+            }
+        }
+        let is_const: std::collections::HashSet<usize> =
+            constants.iter().map(|(s, _)| *s).collect();
+        // Free each computed value after its last use.
+        let mut last_use: HashMap<usize, usize> = HashMap::new();
+        for (i, step) in compiled.iter().enumerate() {
+            for &s in &step.inputs {
+                last_use.insert(s, i);
+            }
+        }
+        for (slot, step_index) in last_use {
+            if slot != output && !is_const.contains(&slot) {
+                compiled[step_index].free.push(slot);
+            }
+        }
+        Ok(Graph {
+            steps: compiled,
+            constants,
+            slots: ids.len(),
+            input,
+            output,
+            metadata,
+        })
+    }
+}
+
+fn pair(v: Option<&[i64]>, what: &str) -> Result<(usize, usize), GraphError> {
+    match v {
+        Some([a, b]) if *a > 0 && *b > 0 => Ok((*a as usize, *b as usize)),
+        _ => unsupported(format!("{what} must hold two positive values")),
+    }
+}
+
+fn pads4(v: Option<&[i64]>) -> Result<[usize; 4], GraphError> {
+    match v {
+        None => Ok([0; 4]),
+        // ONNX order: begins (top, left) then ends (bottom, right).
+        Some([t, l, b, r]) if *t >= 0 && *l >= 0 && *b >= 0 && *r >= 0 => {
+            Ok([*t as usize, *l as usize, *b as usize, *r as usize])
+        }
+        _ => unsupported("pads must hold four non-negative values"),
+    }
+}

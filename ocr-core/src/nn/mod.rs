@@ -1,0 +1,8 @@
+//! The neural-network runtime: ONNX graphs executed with candle tensors and
+//! the engine's own convolution kernels.
+
+pub mod graph;
+pub mod kernels;
+pub mod onnx;
+
+pub use graph::{Graph, GraphError};

@@ -1,0 +1,127 @@
+//! The engine's runtime against onnxruntime's outputs for the shipped models
+//! (`fixtures/golden/make_goldens.py` wrote the goldens).
+
+use candle_core::{Device, Tensor};
+use ocr_core::nn::Graph;
+
+use crate::support::fixture;
+
+/// The tensors of one golden file: input first, then the output.
+fn golden(name: &str) -> Vec<(Vec<usize>, Vec<f32>)> {
+    let bytes = fixture(&format!("golden/{name}.bin"));
+    assert_eq!(&bytes[..4], b"OCRG");
+    let mut pos = 4;
+    let u32_at = |pos: &mut usize| {
+        let v = u32::from_le_bytes(bytes[*pos..*pos + 4].try_into().unwrap());
+        *pos += 4;
+        v as usize
+    };
+    let count = u32_at(&mut pos);
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let rank = u32_at(&mut pos);
+        let dims: Vec<usize> = (0..rank).map(|_| u32_at(&mut pos)).collect();
+        let n: usize = dims.iter().product();
+        let data = bytes[pos..pos + 4 * n]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        pos += 4 * n;
+        out.push((dims, data));
+    }
+    out
+}
+
+fn model(file: &str) -> Graph {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models")
+        .join(file);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    Graph::from_onnx(&bytes).unwrap_or_else(|e| panic!("compiling {file}: {e}"))
+}
+
+/// What must match beyond the max abs difference.
+#[derive(Clone, Copy)]
+enum Also {
+    /// The argmax along the last axis (class scores, CTC logits).
+    Argmax,
+    /// The text mask at the DB threshold 0.3 (a probability map has
+    /// saturated ties, so its argmax means nothing).
+    Mask,
+}
+
+/// Runs `file` on the golden input and checks the output: shape, max abs
+/// difference, and the argmax or mask.
+fn check(file: &str, golden_name: &str, also: Also) {
+    let g = golden(golden_name);
+    let (in_dims, input) = &g[0];
+    let (out_dims, expected) = &g[1];
+    let x = Tensor::from_slice(input, in_dims.as_slice(), &Device::Cpu).unwrap();
+    let y = model(file).run(x).unwrap();
+    assert_eq!(y.dims(), out_dims.as_slice(), "{file}: output shape");
+    let got: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+    let max_diff = got
+        .iter()
+        .zip(expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        max_diff <= 1e-4,
+        "{file}: max abs difference {max_diff:e} > 1e-4"
+    );
+    let last = *out_dims.last().unwrap();
+    if let Also::Mask = also {
+        let flipped = got
+            .iter()
+            .zip(expected)
+            .filter(|(a, b)| (**a > 0.3) != (**b > 0.3))
+            .count();
+        assert_eq!(
+            flipped, 0,
+            "{file}: {flipped} pixels change side of the threshold"
+        );
+    } else {
+        let argmax = |v: &[f32]| -> Vec<usize> {
+            v.chunks(last)
+                .map(|row| {
+                    row.iter()
+                        .enumerate()
+                        .fold((0, f32::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b })
+                        .0
+                })
+                .collect()
+        };
+        assert_eq!(argmax(&got), argmax(expected), "{file}: argmax differs");
+    }
+    eprintln!("{file}: max abs difference {max_diff:e}");
+}
+
+#[test]
+fn det_small_matches_onnxruntime() {
+    check("PP-OCRv6_det_small.onnx", "det_small", Also::Mask);
+}
+
+#[test]
+fn det_tiny_matches_onnxruntime() {
+    check("PP-OCRv6_det_tiny.onnx", "det_tiny", Also::Mask);
+}
+
+#[test]
+fn rec_small_matches_onnxruntime() {
+    check("PP-OCRv6_rec_small.onnx", "rec_small", Also::Argmax);
+}
+
+#[test]
+fn rec_tiny_matches_onnxruntime() {
+    check("PP-OCRv6_rec_tiny.onnx", "rec_tiny", Also::Argmax);
+}
+
+#[test]
+fn textline_orientation_matches_onnxruntime() {
+    check("PP-LCNet_textline_ori.onnx", "textline_ori", Also::Argmax);
+}
+
+#[test]
+fn page_orientation_matches_onnxruntime() {
+    check("PP-LCNet_page_ori.onnx", "page_ori", Also::Argmax);
+}
