@@ -3,6 +3,7 @@
 //! `cargo bench -p ocr-benches` (add `-- decode` or `-- pdf` to run one area).
 
 mod decode;
+mod nn;
 mod pdf;
 
 use std::path::PathBuf;
@@ -15,4 +16,4 @@ fn fixture(path: &str) -> Vec<u8> {
     std::fs::read(&full).unwrap_or_else(|e| panic!("reading {}: {e}", full.display()))
 }
 
-criterion::criterion_main!(decode::benches, pdf::benches);
+criterion::criterion_main!(decode::benches, nn::benches, pdf::benches);

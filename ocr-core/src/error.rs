@@ -34,6 +34,9 @@ pub enum Error {
     /// A malformed page selection such as `3-1` or `x`.
     #[error("invalid page selection {0:?}: expected e.g. 1-3,7")]
     PageSelection(String),
+    /// A request the installed models cannot serve, such as a language they cannot read.
+    #[error("{0}")]
+    Unsupported(String),
     /// A bug: a library we call panicked. The message is for logs, not for clients.
     #[error("internal error while {0}")]
     Internal(String),

@@ -24,6 +24,7 @@ mod error;
 mod layout;
 mod limits;
 pub mod nn;
+pub mod ocr;
 mod pipeline;
 
 pub use decode::{
@@ -36,7 +37,9 @@ pub use document::{
 pub use error::{Error, LimitKind, Result};
 pub use layout::blocks_from_lines;
 pub use limits::Limits;
-pub use pipeline::{Engine, NO_ENGINE, RecognizeOptions, parse_page_selection};
+pub use ocr::{ModelSize, Models, OcrModels};
+pub use pipeline::{Engine, NO_ENGINE, RecognizeOptions, parse_page_selection, read_image};
 
 /// Re-exported so callers can work with page pixels without naming a matching `image` version.
+pub use candle_core;
 pub use image;

@@ -1,16 +1,24 @@
 //! The engine: from an opened file to a [`Document`], page by page.
 //!
 //! A born-digital PDF page with a usable text layer is read from that layer (confidence 1)
-//! unless OCR is forced. Every other page needs recognition; until the `cpu` tier lands, such
-//! a page is reported as failed with a clear reason instead of silently coming back empty.
+//! unless OCR is forced. Every other page goes through the `cpu` tier ([`crate::ocr`]):
+//! page orientation, detection, line orientation, recognition, then layout. An engine built
+//! without models reports such pages as failed with a clear reason instead of returning
+//! them empty.
+
+use std::sync::Arc;
+
+use image::RgbImage;
 
 use crate::decode::{DecodedPage, InputFile, PageParts};
-use crate::document::{Document, Page, PageOutcome, TextSource};
+use crate::document::{Document, Line, Page, PageOutcome, Rotation, TextSource};
 use crate::error::{Error, Result};
 use crate::layout::blocks_from_lines;
+use crate::ocr::{self, ModelSize, OcrModels};
 
-/// Why a page that needs OCR has no text yet: every such reason starts with this.
-pub const NO_ENGINE: &str = "no recognition engine yet";
+/// Why a page that needs OCR has no text when the engine has no models: every such reason
+/// starts with this.
+pub const NO_ENGINE: &str = "no recognition engine loaded";
 
 /// Per-call options of the engine.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -19,15 +27,52 @@ pub struct RecognizeOptions {
     pub force_ocr: bool,
     /// The 0-based pages to read, in order; `None` for all.
     pub pages: Option<Vec<usize>>,
+    /// The language requested (`None` or `auto` to detect the script per page).
+    pub language: Option<String>,
+    /// Skip the page orientation classifier (pages known to be upright).
+    pub no_page_rotation: bool,
+    /// Each page is one line of text: recognise it whole, without detection.
+    pub single_line: bool,
 }
 
-/// The OCR engine. Stateless for now; the recognition models will live here.
+/// The OCR engine: the loaded models (if any) and the per-page logic.
 #[derive(Debug, Default, Clone)]
-pub struct Engine {}
+pub struct Engine {
+    models: Option<Arc<OcrModels>>,
+}
+
+/// Probability the page classifier needs before a page is turned.
+const PAGE_ROTATION_CONFIDENCE: f32 = 0.85;
 
 impl Engine {
+    /// An engine without recognition models: text layers only.
     pub fn new() -> Self {
-        Self {}
+        Self { models: None }
+    }
+
+    /// An engine that recognises with `models`.
+    pub fn with_models(models: OcrModels) -> Self {
+        Self {
+            models: Some(Arc::new(models)),
+        }
+    }
+
+    /// Loads the shipped models of `size` from [`ocr::default_models_dir`].
+    pub fn load_default(size: ModelSize) -> Result<Self> {
+        Ok(Self::with_models(ocr::Models::load_default(size)?))
+    }
+
+    pub fn models(&self) -> Option<&OcrModels> {
+        self.models.as_deref()
+    }
+
+    /// Checks `options` against the loaded models: a language the models cannot read is
+    /// an error naming the supported ones.
+    pub fn check_options(&self, options: &RecognizeOptions) -> Result<()> {
+        if let (Some(models), Some(lang)) = (&self.models, &options.language) {
+            ocr::lang::check(lang, models.size).map_err(Error::Unsupported)?;
+        }
+        Ok(())
     }
 
     /// Reads one page. Never fails: a page that cannot be read is a page with a failed outcome.
@@ -37,39 +82,87 @@ impl Engine {
         index: usize,
         options: &RecognizeOptions,
     ) -> Page {
-        let parts = if file.kind() == crate::decode::FileKind::Pdf && !options.force_ocr {
-            PageParts::TEXT_LAYER
-        } else {
-            PageParts::IMAGE
-        };
-        match file.page(index, parts) {
-            Ok(decoded) => self.page_from_decoded(decoded),
+        let is_pdf = file.kind() == crate::decode::FileKind::Pdf;
+        if is_pdf && !options.force_ocr {
+            match file.page(index, PageParts::TEXT_LAYER) {
+                Ok(decoded) if decoded.text_layer.as_ref().is_some_and(|l| l.is_usable()) => {
+                    return self.page_from_text_layer(decoded);
+                }
+                Ok(_) => {}
+                Err(e) => return Page::failed(index, e.to_string()),
+            }
+        }
+        match file.page(index, PageParts::IMAGE) {
+            Ok(decoded) => self.page_from_image(decoded, is_pdf, options),
             Err(e) => Page::failed(index, e.to_string()),
         }
     }
 
-    fn page_from_decoded(&self, decoded: DecodedPage) -> Page {
-        let mut page = Page {
-            index: decoded.index,
-            width: decoded.width,
-            height: decoded.height,
-            dpi: decoded.dpi,
-            rotation: decoded.rotation,
-            language: None,
-            blocks: Vec::new(),
-            outcome: PageOutcome::Failed {
-                reason: if decoded.text_layer.is_some() {
+    fn page_from_text_layer(&self, decoded: DecodedPage) -> Page {
+        let mut page = empty_page(&decoded);
+        if let Some(layer) = decoded.text_layer {
+            page.language = ocr::lang::detect_script(
+                &layer
+                    .lines
+                    .iter()
+                    .map(|l| l.text.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
+            .map(str::to_string);
+            page.blocks = blocks_from_lines(layer.lines);
+        }
+        page.outcome = PageOutcome::Done {
+            source: TextSource::TextLayer,
+        };
+        page
+    }
+
+    fn page_from_image(
+        &self,
+        decoded: DecodedPage,
+        is_pdf: bool,
+        options: &RecognizeOptions,
+    ) -> Page {
+        let mut page = empty_page(&decoded);
+        let Some(models) = &self.models else {
+            page.outcome = PageOutcome::Failed {
+                reason: if is_pdf {
                     format!("{NO_ENGINE}: this pdf page has no usable text layer and needs OCR")
                 } else {
                     format!("{NO_ENGINE}: image pages need OCR")
                 },
-            },
-        };
-        if let Some(layer) = decoded.text_layer.filter(|l| l.is_usable()) {
-            page.blocks = blocks_from_lines(layer.lines);
-            page.outcome = PageOutcome::Done {
-                source: TextSource::TextLayer,
             };
+            return page;
+        };
+        let Some(image) = decoded.image else {
+            page.outcome = PageOutcome::Failed {
+                reason: "the page has no image".into(),
+            };
+            return page;
+        };
+        match read_image(models, image.pixels, options) {
+            Ok((image, rotation, lines)) => {
+                page.width = image.width();
+                page.height = image.height();
+                if rotation != Rotation::R0 {
+                    page.rotation = rotation;
+                }
+                let text: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+                page.language = match options.language.as_deref() {
+                    Some(l) if !l.eq_ignore_ascii_case("auto") => Some(l.to_string()),
+                    _ => ocr::lang::detect_script(&text.join(" ")).map(str::to_string),
+                };
+                page.blocks = blocks_from_lines(lines);
+                page.outcome = PageOutcome::Done {
+                    source: TextSource::Recognition,
+                };
+            }
+            Err(e) => {
+                page.outcome = PageOutcome::Failed {
+                    reason: e.to_string(),
+                }
+            }
         }
         page
     }
@@ -101,6 +194,55 @@ impl Engine {
         }
         Ok(Document { pages })
     }
+}
+
+fn empty_page(decoded: &DecodedPage) -> Page {
+    Page {
+        index: decoded.index,
+        width: decoded.width,
+        height: decoded.height,
+        dpi: decoded.dpi,
+        rotation: decoded.rotation,
+        language: None,
+        blocks: Vec::new(),
+        outcome: PageOutcome::Failed {
+            reason: String::new(),
+        },
+    }
+}
+
+/// Turns a page upright (when the classifier is sure), then reads its lines in reading
+/// order. Returns the upright image, the rotation that was undone, and the lines.
+pub fn read_image(
+    models: &OcrModels,
+    image: RgbImage,
+    options: &RecognizeOptions,
+) -> Result<(RgbImage, Rotation, Vec<Line>)> {
+    if options.single_line {
+        let lines = models
+            .read_line(&image)?
+            .into_iter()
+            .map(|l| l.line)
+            .collect();
+        return Ok((image, Rotation::R0, lines));
+    }
+    let (mut image, mut rotation) = (image, Rotation::R0);
+    if !options.no_page_rotation {
+        let (rot, p) = models.page_orientation(&image)?;
+        if rot != Rotation::R0 && p >= PAGE_ROTATION_CONFIDENCE {
+            // The content is turned `rot` clockwise: turn it back.
+            image = match rot {
+                Rotation::R90 => image::imageops::rotate270(&image),
+                Rotation::R180 => image::imageops::rotate180(&image),
+                Rotation::R270 => image::imageops::rotate90(&image),
+                Rotation::R0 => image,
+            };
+            rotation = rot;
+        }
+    }
+    let raw = models.read_page(&image)?;
+    let lines = ocr::order::reading_order(raw);
+    Ok((image, rotation, lines))
 }
 
 /// Parses a 1-based page selection such as `1-3,7` into sorted, distinct 0-based indices.

@@ -12,7 +12,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ocr_core::{
-    DecodeOptions, Engine, InputFile, PageOutcome, RecognizeOptions, parse_page_selection,
+    DecodeOptions, Engine, InputFile, ModelSize, PageOutcome, RecognizeOptions,
+    parse_page_selection,
 };
 use ocr_formats::{ExportOptions, Format, export};
 
@@ -35,12 +36,32 @@ pub struct Args {
     /// Recognise born-digital PDF pages from their image instead of their text layer.
     #[arg(long)]
     force_ocr: bool,
+    /// Engine tier: `cpu` runs PP-OCRv6 detection and recognition on the CPU.
+    #[arg(long, default_value = "cpu", value_parser = ["cpu"])]
+    tier: String,
+    /// Model size: `small` (accurate, default) or `tiny` (fastest).
+    #[arg(long, default_value = "small", value_parser = ["small", "tiny"])]
+    model: String,
+    /// Language of the document: `auto` detects the script per page; a code the models
+    /// cannot read is refused with the list of supported ones.
+    #[arg(long, default_value = "auto")]
+    language: String,
+    /// Trust that pages are upright: skip the page orientation classifier.
+    #[arg(long)]
+    no_rotate: bool,
+    /// Each page is a single line of text (a line crop): recognise it without detection.
+    #[arg(long)]
+    single_line: bool,
 }
 
 pub fn run(args: Args) -> ExitCode {
     match recognize(&args) {
         Ok(0) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(3),
+        Err(e) if e.downcast_ref::<BadArgument>().is_some() => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -60,9 +81,16 @@ fn read_input(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
     }
 }
 
+/// An argument the engine refuses (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadArgument(String);
+
 /// Runs the command; returns how many pages failed.
 fn recognize(args: &Args) -> anyhow::Result<usize> {
     let format: Format = args.format.parse()?;
+    let size: ModelSize = args.model.parse().map_err(BadArgument)?;
+    let engine = Engine::load_default(size).context("loading the recognition models")?;
     let bytes = read_input(&args.file)?;
     let decode = DecodeOptions {
         dpi: args.dpi,
@@ -78,11 +106,16 @@ fn recognize(args: &Args) -> anyhow::Result<usize> {
     let options = RecognizeOptions {
         force_ocr: args.force_ocr,
         pages,
+        language: Some(args.language.clone()),
+        no_page_rotation: args.no_rotate,
+        single_line: args.single_line,
     };
+    engine
+        .check_options(&options)
+        .map_err(|e| BadArgument(e.to_string()))?;
     let total = options.pages.as_ref().map_or(file.page_count(), Vec::len);
     let bar = progress_bar(total);
-    let document =
-        Engine::new().recognize(&file, &options, |done, _| bar.set_position(done as u64))?;
+    let document = engine.recognize(&file, &options, |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();
 
     let mut failed = 0;

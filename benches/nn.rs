@@ -1,0 +1,83 @@
+//! The neural-network runtime: the shipped models on fixed-size inputs, and
+//! the depthwise kernel against candle's grouped `conv2d`.
+//!
+//! `nn_ort_compare.py` times onnxruntime on the same shapes for comparison.
+
+use candle_core::{Device, Tensor};
+use criterion::{BenchmarkId, Criterion, criterion_group};
+use ocr_core::nn::Graph;
+use ocr_core::nn::kernels::{Activation, Conv2d};
+
+fn model(file: &str) -> Graph {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models")
+        .join(file);
+    Graph::from_onnx(&std::fs::read(path).expect("model file")).expect("model compiles")
+}
+
+/// A deterministic input in [-1, 1].
+fn input(dims: &[usize]) -> Tensor {
+    let n: usize = dims.iter().product();
+    let data: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
+        .collect();
+    Tensor::from_vec(data, dims, &Device::Cpu).expect("tensor")
+}
+
+fn models(c: &mut Criterion) {
+    let mut group = c.benchmark_group("nn");
+    group.sample_size(10);
+    for tier in ["small", "tiny"] {
+        let det = model(&format!("PP-OCRv6_det_{tier}.onnx"));
+        let x = input(&[1, 3, 640, 640]);
+        group.bench_function(BenchmarkId::new(format!("det_{tier}"), "640x640"), |b| {
+            b.iter(|| det.run(x.clone()).expect("det"))
+        });
+        let rec = model(&format!("PP-OCRv6_rec_{tier}.onnx"));
+        let x = input(&[1, 3, 48, 320]);
+        group.bench_function(BenchmarkId::new(format!("rec_{tier}"), "1x48x320"), |b| {
+            b.iter(|| rec.run(x.clone()).expect("rec"))
+        });
+        let x = input(&[6, 3, 48, 320]);
+        group.bench_function(BenchmarkId::new(format!("rec_{tier}"), "6x48x320"), |b| {
+            b.iter(|| rec.run(x.clone()).expect("rec"))
+        });
+    }
+    group.finish();
+}
+
+/// A 3×3 depthwise layer at 64×160×160, the case MODELS.md measured.
+fn depthwise(c: &mut Criterion) {
+    let (ch, h, w) = (64, 160, 160);
+    let weight: Vec<f32> = (0..ch * 9).map(|i| (i % 13) as f32 / 13.0 - 0.5).collect();
+    let x = input(&[1, ch, h, w]);
+    let ours = Conv2d {
+        out_channels: ch,
+        in_channels: ch,
+        kernel: (3, 3),
+        stride: (1, 1),
+        pads: [1; 4],
+        groups: ch,
+        weight: weight.clone(),
+        bias: vec![0.0; ch],
+        activation: Activation::None,
+    };
+    let kernel = Tensor::from_vec(weight, (ch, 1, 3, 3), &Device::Cpu).expect("kernel");
+    let mut group = c.benchmark_group("depthwise_3x3_64x160x160");
+    group.bench_function("ours", |b| {
+        b.iter(|| x.apply_op1_no_bwd(&ours).expect("conv"))
+    });
+    group.bench_function("candle_conv2d_groups", |b| {
+        b.iter(|| x.conv2d(&kernel, 1, 1, 1, ch).expect("conv"))
+    });
+    let strided = Conv2d {
+        stride: (2, 1),
+        ..ours.clone()
+    };
+    group.bench_function("ours_stride_2x1", |b| {
+        b.iter(|| x.apply_op1_no_bwd(&strided).expect("conv"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, models, depthwise);

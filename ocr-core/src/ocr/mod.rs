@@ -1,0 +1,347 @@
+//! The `cpu` tier: PP-OCRv6 detection and recognition with PP-LCNet
+//! orientation classifiers, run by the engine's own runtime ([`crate::nn`]).
+//!
+//! Stages, each public for debugging: [`Models::load`], page orientation
+//! ([`OcrModels::page_orientation`]), [`det::detect`], crops
+//! ([`geometry::warp_quad`]), text-line orientation
+//! ([`OcrModels::line_flips`]), [`rec::recognize`], and
+//! [`OcrModels::read_page`] which chains them into lines with words.
+
+pub mod det;
+pub mod geometry;
+pub mod lang;
+pub mod order;
+pub mod rec;
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use image::RgbImage;
+
+use crate::document::{BBox, Line, Rotation, Word};
+use crate::error::{Error, Result};
+use crate::nn::Graph;
+use det::{DetParams, Detection};
+use geometry::{Quad, warp_quad};
+
+/// Which size of the models to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ModelSize {
+    /// PP-OCRv6 small: the accurate default.
+    #[default]
+    Small,
+    /// PP-OCRv6 tiny: several times faster, less accurate, no Japanese kana.
+    Tiny,
+}
+
+impl ModelSize {
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelSize::Small => "small",
+            ModelSize::Tiny => "tiny",
+        }
+    }
+}
+
+impl std::str::FromStr for ModelSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "small" => Ok(ModelSize::Small),
+            "tiny" => Ok(ModelSize::Tiny),
+            other => Err(format!(
+                "unknown model size {other:?}: expected small or tiny"
+            )),
+        }
+    }
+}
+
+/// The folder of model files: `$OCR_MODELS_DIR`, else `models/` beside the
+/// executable, else the repository's `models/` this crate was built from.
+pub fn default_models_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("OCR_MODELS_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent().map(|d| d.join("models"))
+        && dir.join("PP-OCRv6_det_small.onnx").is_file()
+    {
+        return dir;
+    }
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../models"))
+}
+
+/// The loaded networks of one size.
+#[derive(Debug)]
+pub struct OcrModels {
+    pub size: ModelSize,
+    pub det: Graph,
+    pub rec: Graph,
+    /// `alphabet[i]` is the text of recogniser class `i + 1` (class 0 is the CTC blank).
+    pub alphabet: Vec<String>,
+    pub textline: Graph,
+    pub page: Graph,
+    pub det_params: DetParams,
+    pub rec_batch: usize,
+}
+
+/// Models loading helpers.
+#[derive(Debug)]
+pub struct Models;
+
+impl Models {
+    /// Loads the models of `size` from `dir`.
+    pub fn load(dir: &Path, size: ModelSize) -> Result<OcrModels> {
+        let read = |file: &str| -> Result<Graph> {
+            let path = dir.join(file);
+            let bytes = std::fs::read(&path)
+                .map_err(|e| Error::Internal(format!("model file {}: {e}", path.display())))?;
+            Graph::from_onnx(&bytes)
+                .map_err(|e| Error::Internal(format!("model file {}: {e}", path.display())))
+        };
+        let name = size.name();
+        let det = read(&format!("PP-OCRv6_det_{name}.onnx"))?;
+        let rec = read(&format!("PP-OCRv6_rec_{name}.onnx"))?;
+        let mut alphabet: Vec<String> = match rec.metadata.get("character") {
+            Some(chars) => chars.lines().map(str::to_string).collect(),
+            None => {
+                let path = dir.join(format!("ppocrv6_{name}_dict.txt"));
+                std::fs::read_to_string(&path)
+                    .map_err(|e| Error::Internal(format!("alphabet {}: {e}", path.display())))?
+                    .lines()
+                    .map(|l| l.trim_end_matches('\r').to_string())
+                    .collect()
+            }
+        };
+        // The space is the last class.
+        alphabet.push(" ".to_string());
+        let textline = read("PP-LCNet_textline_ori.onnx")?;
+        let page = read("PP-LCNet_page_ori.onnx")?;
+        Ok(OcrModels {
+            size,
+            det,
+            rec,
+            alphabet,
+            textline,
+            page,
+            det_params: DetParams::default(),
+            rec_batch: 6,
+        })
+    }
+
+    /// Loads from [`default_models_dir`].
+    pub fn load_default(size: ModelSize) -> Result<OcrModels> {
+        Self::load(&default_models_dir(), size)
+    }
+}
+
+/// ImageNet statistics, RGB order, for the PP-LCNet classifiers.
+const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// A recognised line before layout: its outline and decoded characters.
+#[derive(Debug, Clone)]
+pub struct RawLine {
+    pub quad: Quad,
+    pub det_score: f32,
+    pub line: Line,
+}
+
+/// Confidence below which a recognised line is dropped as noise.
+pub const MIN_LINE_CONFIDENCE: f32 = 0.5;
+
+impl OcrModels {
+    /// The page's rotation as the classifier sees it (clockwise degrees the
+    /// content is turned by) and its probability.
+    pub fn page_orientation(&self, image: &RgbImage) -> Result<(Rotation, f32)> {
+        // Short side to 256, centre crop 224.
+        let (w, h) = (image.width() as f32, image.height() as f32);
+        let s = 256.0 / w.min(h);
+        let (rw, rh) = (
+            ((w * s).round() as u32).max(224),
+            ((h * s).round() as u32).max(224),
+        );
+        let resized = image::imageops::resize(image, rw, rh, image::imageops::FilterType::Triangle);
+        let (x0, y0) = ((rw - 224) / 2, (rh - 224) / 2);
+        let crop = image::imageops::crop_imm(&resized, x0, y0, 224, 224).to_image();
+        let mut input = vec![0f32; 3 * 224 * 224];
+        geometry::resize_normalize(
+            &crop,
+            224,
+            224,
+            IMAGENET_MEAN,
+            IMAGENET_STD,
+            false,
+            &mut input,
+            224,
+        );
+        let probs = self.classify(&self.page, input, (1, 3, 224, 224))?;
+        let (k, p) = argmax(&probs);
+        let rot = [Rotation::R0, Rotation::R90, Rotation::R180, Rotation::R270][k.min(3)];
+        Ok((rot, p))
+    }
+
+    /// For each crop, whether it is upside down (with probability above 0.9).
+    pub fn line_flips(&self, crops: &[RgbImage]) -> Result<Vec<bool>> {
+        let mut flips = Vec::with_capacity(crops.len());
+        for chunk in crops.chunks(16) {
+            let mut input = vec![0f32; chunk.len() * 3 * 80 * 160];
+            for (k, crop) in chunk.iter().enumerate() {
+                // PaddleX's preprocessing: a plain resize to 160×80.
+                let dst = &mut input[k * 3 * 80 * 160..][..3 * 80 * 160];
+                geometry::resize_normalize(
+                    crop,
+                    160,
+                    80,
+                    IMAGENET_MEAN,
+                    IMAGENET_STD,
+                    false,
+                    dst,
+                    160,
+                );
+            }
+            let probs = self.classify(&self.textline, input, (chunk.len(), 3, 80, 160))?;
+            for row in probs.chunks(2) {
+                flips.push(row.len() == 2 && row[1] > 0.9);
+            }
+        }
+        Ok(flips)
+    }
+
+    fn classify(
+        &self,
+        model: &Graph,
+        input: Vec<f32>,
+        dims: (usize, usize, usize, usize),
+    ) -> Result<Vec<f32>> {
+        let x = Tensor::from_vec(input, dims, &Device::Cpu).map_err(internal)?;
+        let y = model.run(x).map_err(internal)?;
+        y.flatten_all().and_then(|t| t.to_vec1()).map_err(internal)
+    }
+
+    /// Reads an image that holds one line of text (no detection).
+    pub fn read_line(&self, image: &RgbImage) -> Result<Vec<RawLine>> {
+        let quad = Quad::from_rect(0.0, 0.0, image.width() as f32, image.height() as f32);
+        let results = rec::recognize(&self.rec, &self.alphabet, std::slice::from_ref(image), 1)
+            .map_err(internal)?;
+        Ok(results
+            .first()
+            .and_then(|res| line_from_result(&quad, res))
+            .map(|line| RawLine {
+                quad,
+                det_score: 1.0,
+                line,
+            })
+            .into_iter()
+            .collect())
+    }
+
+    /// Detects, crops, orients and recognises the text lines of an upright
+    /// page image. Lines come back in reading order.
+    pub fn read_page(&self, image: &RgbImage) -> Result<Vec<RawLine>> {
+        let detections: Vec<Detection> =
+            det::detect(&self.det, image, &self.det_params).map_err(internal)?;
+        let mut quads: Vec<(Quad, f32)> =
+            detections.into_iter().map(|d| (d.quad, d.score)).collect();
+        order::sort_quads(&mut quads);
+        let mut crops = Vec::with_capacity(quads.len());
+        for (quad, _) in quads.iter_mut() {
+            let (w, h) = (
+                quad.width().round().max(1.0) as u32,
+                quad.height().round().max(1.0) as u32,
+            );
+            if h as f32 >= 1.5 * w as f32 {
+                // A vertical line: read it turned 90° counter-clockwise.
+                let [tl, tr, br, bl] = quad.0;
+                *quad = Quad([tr, br, bl, tl]);
+            }
+            let (w, h) = (
+                quad.width().round().max(1.0) as u32,
+                quad.height().round().max(1.0) as u32,
+            );
+            crops.push(warp_quad(image, quad, w, h));
+        }
+        let flips = self.line_flips(&crops)?;
+        for ((crop, flip), (quad, _)) in crops.iter_mut().zip(&flips).zip(quads.iter_mut()) {
+            if *flip {
+                image::imageops::rotate180_in_place(crop);
+                let [tl, tr, br, bl] = quad.0;
+                *quad = Quad([br, bl, tl, tr]);
+            }
+        }
+        let results =
+            rec::recognize(&self.rec, &self.alphabet, &crops, self.rec_batch).map_err(internal)?;
+        let mut lines = Vec::new();
+        for ((quad, score), res) in quads.into_iter().zip(results) {
+            if res.chars.is_empty() || res.confidence() < MIN_LINE_CONFIDENCE {
+                continue;
+            }
+            if let Some(line) = line_from_result(&quad, &res) {
+                lines.push(RawLine {
+                    quad,
+                    det_score: score,
+                    line,
+                });
+            }
+        }
+        Ok(lines)
+    }
+}
+
+/// Builds a [`Line`] with words from one decoded crop: each word's box is
+/// the slice of the line's quad between its first and last character steps.
+pub fn line_from_result(quad: &Quad, res: &rec::RecResult) -> Option<Line> {
+    let content = res.content_px.max(1.0);
+    let to_u = |step: f32| (step * res.step_px / content).clamp(0.0, 1.0);
+    let mut words = Vec::new();
+    let mut current: Vec<&rec::CharHit> = Vec::new();
+    let mut flush = |chars: &mut Vec<&rec::CharHit>| {
+        if chars.is_empty() {
+            return;
+        }
+        let text: String = chars.iter().map(|c| c.ch.as_str()).collect();
+        let conf = chars.iter().map(|c| c.prob).sum::<f32>() / chars.len() as f32;
+        // A character's steps are where the network fires, roughly its
+        // middle; widen by half a step and a bit on each side.
+        let first = chars[0].steps.0 as f32 - 0.6;
+        let last = chars[chars.len() - 1].steps.1 as f32 + 1.6;
+        let part = quad.slice(to_u(first), to_u(last));
+        let [x0, y0, x1, y1] = part.bounds();
+        words.push(Word {
+            text,
+            bbox: BBox::new(x0, y0, x1, y1),
+            confidence: conf,
+        });
+        chars.clear();
+    };
+    for c in &res.chars {
+        if c.ch.trim().is_empty() {
+            flush(&mut current);
+        } else {
+            current.push(c);
+        }
+    }
+    flush(&mut current);
+    if words.is_empty() {
+        return None;
+    }
+    let mut line = Line::from_words(words);
+    let [x0, y0, x1, y1] = quad.bounds();
+    line.bbox = BBox::new(x0, y0, x1, y1);
+    line.confidence = res.confidence();
+    if quad.angle().abs() > 2.0 {
+        line.polygon = Some(quad.0.to_vec());
+    }
+    Some(line)
+}
+
+fn argmax(v: &[f32]) -> (usize, f32) {
+    v.iter()
+        .enumerate()
+        .fold((0, f32::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b })
+}
+
+fn internal(e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("recognition: {e}"))
+}

@@ -1,0 +1,220 @@
+//! Reading order of detected lines.
+//!
+//! Lines are sorted top to bottom; lines whose vertical centres lie within
+//! half a line height of each other are on the same row and sorted left to
+//! right. Pages with columns are then regrouped by column: a line belongs to
+//! a column when a vertical gutter free of text separates it from its
+//! neighbours (see [`columns`]).
+
+use super::RawLine;
+use super::geometry::Quad;
+use crate::document::Line;
+
+/// Orders recognised lines for reading: recursive XY-cut over the line
+/// boxes. A vertical cut needs a gutter that runs the full height of the
+/// lines being cut, at least 1.5 line heights wide, with substantial text
+/// on both sides (3+ lines, lines at least 15% of the width being cut):
+/// narrow columns of figures (prices on a receipt, table cells) stay on
+/// their rows. Otherwise the lines are cut at the widest horizontal gap;
+/// lines sharing a row are read left to right.
+pub fn reading_order(lines: Vec<RawLine>) -> Vec<Line> {
+    let boxes: Vec<[f32; 4]> = lines.iter().map(|l| l.quad.bounds()).collect();
+    let mut heights: Vec<f32> = lines.iter().map(|l| l.quad.height()).collect();
+    heights.sort_by(f32::total_cmp);
+    let median_h = heights
+        .get(heights.len() / 2)
+        .copied()
+        .unwrap_or(10.0)
+        .max(1.0);
+    let mut order = Vec::with_capacity(lines.len());
+    xy_cut((0..lines.len()).collect(), &boxes, median_h, &mut order);
+    let mut slots: Vec<Option<RawLine>> = lines.into_iter().map(Some).collect();
+    let ordered: Vec<Line> = order
+        .into_iter()
+        .filter_map(|i| slots[i].take())
+        .map(|l| l.line)
+        .collect();
+    merge_rows(ordered)
+}
+
+/// Joins pieces of one text row that detection split at a wide space: the
+/// next line starts to the right of this one, on the same row (vertical
+/// overlap over half the smaller height), within three line heights.
+fn merge_rows(lines: Vec<Line>) -> Vec<Line> {
+    let mut out: Vec<Line> = Vec::with_capacity(lines.len());
+    for line in lines {
+        if let Some(prev) = out.last_mut() {
+            let (a, b) = (&prev.bbox, &line.bbox);
+            let h = a.height().min(b.height()).max(1.0);
+            let overlap = a.y1.min(b.y1) - a.y0.max(b.y0);
+            let gap = b.x0 - a.x1;
+            if prev.polygon.is_none()
+                && line.polygon.is_none()
+                && overlap > 0.5 * h
+                && gap > -0.25 * h
+                && gap < 3.0 * h
+            {
+                let n_prev = prev.text.chars().count() as f32;
+                let n_line = line.text.chars().count() as f32;
+                prev.confidence = (prev.confidence * n_prev + line.confidence * n_line)
+                    / (n_prev + n_line).max(1.0);
+                prev.text = format!("{} {}", prev.text, line.text);
+                prev.bbox = prev.bbox.union(&line.bbox);
+                prev.words.extend(line.words);
+                continue;
+            }
+        }
+        out.push(line);
+    }
+    out
+}
+
+fn xy_cut(items: Vec<usize>, boxes: &[[f32; 4]], median_h: f32, out: &mut Vec<usize>) {
+    if items.len() <= 1 {
+        out.extend(items);
+        return;
+    }
+    let span = |axis: usize| -> Vec<(f32, f32, Vec<usize>)> {
+        let mut sorted = items.clone();
+        sorted.sort_by(|&a, &b| boxes[a][axis].total_cmp(&boxes[b][axis]));
+        let mut groups: Vec<(f32, f32, Vec<usize>)> = Vec::new();
+        for i in sorted {
+            let (s, e) = (boxes[i][axis], boxes[i][axis + 2]);
+            match groups.last_mut() {
+                Some(g) if s < g.1 => {
+                    g.1 = g.1.max(e);
+                    g.2.push(i);
+                }
+                _ => groups.push((s, e, vec![i])),
+            }
+        }
+        groups
+    };
+    // Vertical cut: columns separated by a wide gutter.
+    let cols = span(0);
+    if cols.len() > 1 {
+        let x0 = cols[0].0;
+        let x1 = cols.iter().map(|c| c.1).fold(f32::MIN, f32::max);
+        let width = (x1 - x0).max(1.0);
+        for k in 1..cols.len() {
+            if cols[k].0 - cols[k - 1].1 < 1.5 * median_h {
+                continue;
+            }
+            let left: Vec<usize> = cols[..k].iter().flat_map(|c| c.2.iter().copied()).collect();
+            let right: Vec<usize> = cols[k..].iter().flat_map(|c| c.2.iter().copied()).collect();
+            let substantial = |side: &[usize]| {
+                let mut ws: Vec<f32> = side.iter().map(|&i| boxes[i][2] - boxes[i][0]).collect();
+                ws.sort_by(f32::total_cmp);
+                side.len() >= 3 && ws[ws.len() / 2] >= 0.15 * width
+            };
+            if substantial(&left) && substantial(&right) {
+                xy_cut(left, boxes, median_h, out);
+                xy_cut(right, boxes, median_h, out);
+                return;
+            }
+        }
+    }
+    // Horizontal cut at the widest gap between rows.
+    let rows = span(1);
+    if rows.len() > 1 {
+        let (k, _) = (1..rows.len())
+            .map(|k| (k, rows[k].0 - rows[k - 1].1))
+            .fold((1, f32::MIN), |b, (k, g)| if g > b.1 { (k, g) } else { b });
+        let top: Vec<usize> = rows[..k].iter().flat_map(|r| r.2.iter().copied()).collect();
+        let bottom: Vec<usize> = rows[k..].iter().flat_map(|r| r.2.iter().copied()).collect();
+        xy_cut(top, boxes, median_h, out);
+        xy_cut(bottom, boxes, median_h, out);
+        return;
+    }
+    // One band of overlapping lines: rows by centre, left to right.
+    let mut quads: Vec<(Quad, usize)> = items
+        .iter()
+        .map(|&i| {
+            (
+                Quad::from_rect(boxes[i][0], boxes[i][1], boxes[i][2], boxes[i][3]),
+                i,
+            )
+        })
+        .collect();
+    sort_quads(&mut quads);
+    out.extend(quads.into_iter().map(|q| q.1));
+}
+
+/// Sorts quads (with a payload) into rows, top to bottom, left to right.
+pub fn sort_quads<T>(items: &mut [(Quad, T)]) {
+    items.sort_by(|a, b| {
+        a.0.center()[1]
+            .total_cmp(&b.0.center()[1])
+            .then(a.0.center()[0].total_cmp(&b.0.center()[0]))
+    });
+    // Bubble neighbours on the same row into left-to-right order.
+    for _ in 0..items.len() {
+        let mut changed = false;
+        for i in 0..items.len().saturating_sub(1) {
+            let (a, b) = (&items[i].0, &items[i + 1].0);
+            let h = a.height().min(b.height()).max(1.0);
+            if (a.center()[1] - b.center()[1]).abs() < 0.5 * h && b.bounds()[0] < a.bounds()[0] {
+                items.swap(i, i + 1);
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+}
+
+/// Splits boxes `[x0, y0, x1, y1]` into columns: finds vertical gutters
+/// (x ranges no box crosses, wider than `min_gap`) that run the page's
+/// height, and returns each box's column index, left to right.
+pub fn columns(boxes: &[[f32; 4]], min_gap: f32) -> Vec<usize> {
+    if boxes.is_empty() {
+        return Vec::new();
+    }
+    let mut spans: Vec<(f32, f32)> = boxes.iter().map(|b| (b[0], b[2])).collect();
+    spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Merge overlapping x spans; gaps between merged spans are gutters.
+    let mut merged: Vec<(f32, f32)> = Vec::new();
+    for (s, e) in spans {
+        match merged.last_mut() {
+            Some(last) if s <= last.1 + min_gap => last.1 = last.1.max(e),
+            _ => merged.push((s, e)),
+        }
+    }
+    boxes
+        .iter()
+        .map(|b| {
+            merged
+                .iter()
+                .position(|&(s, e)| b[0] >= s - 0.5 && b[2] <= e + 0.5)
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_row_sorts_left_to_right() {
+        let mut items = vec![
+            (Quad::from_rect(100.0, 12.0, 200.0, 30.0), 'b'),
+            (Quad::from_rect(0.0, 10.0, 90.0, 28.0), 'a'),
+            (Quad::from_rect(0.0, 40.0, 90.0, 58.0), 'c'),
+        ];
+        sort_quads(&mut items);
+        let order: String = items.iter().map(|i| i.1).collect();
+        assert_eq!(order, "abc");
+    }
+
+    #[test]
+    fn columns_split_at_gutters() {
+        let boxes = [
+            [0.0, 0.0, 100.0, 10.0],
+            [150.0, 0.0, 250.0, 10.0],
+            [0.0, 20.0, 90.0, 30.0],
+        ];
+        assert_eq!(columns(&boxes, 20.0), vec![0, 1, 0]);
+    }
+}
