@@ -120,13 +120,67 @@ fn json_carries_pages_blocks_lines_and_words() {
 }
 
 #[test]
-fn image_pages_say_there_is_no_recognition_engine_yet() {
-    let png = fixture("images/pattern.png");
+fn image_pages_are_recognised() {
+    let expected = "Payment reminder\n\nThe quick brown fox jumps over the lazy dog.\n\
+                    Invoice 2024-117 is due on 15 March 2025.\n\
+                    Total amount: 1,234.50 EUR (VAT included).\n";
+    for size in ["small", "tiny"] {
+        let png = fixture("images/letter.png");
+        let o = ocr(&["recognize", png.to_str().unwrap(), "--model", size]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        if size == "small" {
+            assert_eq!(stdout(&o), expected);
+        } else {
+            // The tiny models trade accuracy for speed: most of the text, not all of it.
+            assert!(stdout(&o).contains("quick brown fox"), "{}", stdout(&o));
+        }
+    }
+}
+
+#[test]
+fn turned_pages_are_read_upright_and_report_their_rotation() {
+    let png = fixture("images/letter_rotated_90.png");
+    let o = ocr(&["recognize", png.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let page = &json["pages"][0];
+    assert_eq!(page["rotation"], 90);
+    assert_eq!(page["width"], 1200, "boxes refer to the upright page");
+    assert!(
+        page["text"]
+            .as_str()
+            .unwrap()
+            .contains("Invoice 2024-117 is due on 15 March 2025.")
+    );
+}
+
+#[test]
+fn single_lines_and_languages() {
+    let png = fixture("images/line.png");
     check(
-        &["recognize", png.to_str().unwrap()],
-        3,
+        &["recognize", png.to_str().unwrap(), "--single-line"],
+        0,
+        "The quick brown fox jumps over the lazy dog.\n",
         "",
-        "page 1: no recognition engine yet",
+    );
+    check(
+        &["recognize", png.to_str().unwrap(), "--language", "ru"],
+        2,
+        "",
+        "language \"ru\" cannot be read by the installed small models; supported: auto, en",
+    );
+    check(
+        &[
+            "recognize",
+            png.to_str().unwrap(),
+            "--model",
+            "tiny",
+            "--language",
+            "ja",
+        ],
+        2,
+        "",
+        "cannot be read by the installed tiny models",
     );
 }
 
