@@ -6,4 +6,5 @@ mod hostile;
 mod images;
 mod parity;
 mod pdf;
+mod recognize;
 mod tiff;
