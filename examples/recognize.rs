@@ -6,14 +6,19 @@
 use ocr_core::{DecodeOptions, Engine, InputFile, ModelSize, RecognizeOptions};
 
 fn main() -> anyhow::Result<()> {
-    let path = std::env::args().nth(1).unwrap_or_else(|| "fixtures/images/letter.png".into());
+    let path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "fixtures/images/letter.png".into());
     let engine = Engine::load_default(ModelSize::Small)?;
     let file = InputFile::open(std::fs::read(&path)?, DecodeOptions::default())?;
     let document = engine.recognize(&file, &RecognizeOptions::default(), |_, _| {})?;
     for page in &document.pages {
         for word in page.lines().flat_map(|line| &line.words) {
             let b = word.bbox;
-            println!("{:>6.0} {:>6.0} {:>6.0} {:>6.0}  {:.3}  {}", b.x0, b.y0, b.x1, b.y1, word.confidence, word.text);
+            println!(
+                "{:>6.0} {:>6.0} {:>6.0} {:>6.0}  {:.3}  {}",
+                b.x0, b.y0, b.x1, b.y1, word.confidence, word.text
+            );
         }
     }
     Ok(())

@@ -227,6 +227,7 @@ pub fn read_image(
         return Ok((image, Rotation::R0, lines));
     }
     let (mut image, mut rotation) = (image, Rotation::R0);
+    let mut clock = ocr::trace::Clock::start();
     if !options.no_page_rotation {
         let (rot, p) = models.page_orientation(&image)?;
         if rot != Rotation::R0 && p >= PAGE_ROTATION_CONFIDENCE {
@@ -240,6 +241,7 @@ pub fn read_image(
             rotation = rot;
         }
     }
+    clock.lap("page orientation");
     let raw = models.read_page(&image)?;
     let lines = ocr::order::reading_order(raw);
     Ok((image, rotation, lines))

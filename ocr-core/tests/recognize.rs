@@ -1,39 +1,68 @@
 //! The cpu tier end to end on generated pages: text, word boxes on the ink, rotation.
 
-use ocr_core::{DecodeOptions, Engine, InputFile, ModelSize, PageOutcome, RecognizeOptions, Rotation};
+#![allow(clippy::unwrap_used)] // test helpers: a failure should panic with the value
+
+use ocr_core::{
+    DecodeOptions, Engine, InputFile, ModelSize, PageOutcome, RecognizeOptions, Rotation,
+};
 
 use crate::support::fixture;
 
 fn read(path: &str, size: ModelSize) -> ocr_core::Page {
     let engine = Engine::load_default(size).expect("shipped models load");
     let file = InputFile::open(fixture(path), DecodeOptions::default()).expect("fixture opens");
-    let doc = engine.recognize(&file, &RecognizeOptions::default(), |_, _| {}).expect("recognize");
+    let doc = engine
+        .recognize(&file, &RecognizeOptions::default(), |_, _| {})
+        .expect("recognize");
     doc.pages.into_iter().next().expect("one page")
 }
 
 #[test]
 fn words_have_boxes_on_their_ink_in_reading_order() {
     let page = read("images/letter.png", ModelSize::Small);
-    assert_eq!(page.outcome, PageOutcome::Done { source: ocr_core::TextSource::Recognition });
-    let img = image::load_from_memory(&fixture("images/letter.png")).unwrap().to_luma8();
-    let ink = |x: u32, y: u32| img.get_pixel(x.min(img.width() - 1), y.min(img.height() - 1))[0] < 128;
+    assert_eq!(
+        page.outcome,
+        PageOutcome::Done {
+            source: ocr_core::TextSource::Recognition
+        }
+    );
+    let img = image::load_from_memory(&fixture("images/letter.png"))
+        .unwrap()
+        .to_luma8();
+    let ink =
+        |x: u32, y: u32| img.get_pixel(x.min(img.width() - 1), y.min(img.height() - 1))[0] < 128;
     let lines: Vec<_> = page.lines().collect();
-    assert_eq!(lines[1].text, "The quick brown fox jumps over the lazy dog.");
+    assert_eq!(
+        lines[1].text,
+        "The quick brown fox jumps over the lazy dog."
+    );
     for line in &lines {
         for pair in line.words.windows(2) {
-            assert!(pair[0].bbox.x1 <= pair[1].bbox.x0 + 3.0, "{} overlaps {}", pair[0].text, pair[1].text);
+            assert!(
+                pair[0].bbox.x1 <= pair[1].bbox.x0 + 3.0,
+                "{} overlaps {}",
+                pair[0].text,
+                pair[1].text
+            );
         }
         for word in &line.words {
             assert!(word.confidence > 0.8, "{}: {}", word.text, word.confidence);
             let b = word.bbox;
-            let inked = (b.x0 as u32..b.x1 as u32).flat_map(|x| (b.y0 as u32..b.y1 as u32).map(move |y| (x, y))).filter(|&(x, y)| ink(x, y)).count();
+            let inked = (b.x0 as u32..b.x1 as u32)
+                .flat_map(|x| (b.y0 as u32..b.y1 as u32).map(move |y| (x, y)))
+                .filter(|&(x, y)| ink(x, y))
+                .count();
             assert!(inked > 20, "{} has no ink under its box {b:?}", word.text);
         }
     }
     // Each word box sits within its line box.
     for line in &lines {
         for w in &line.words {
-            assert!(w.bbox.x0 >= line.bbox.x0 - 1.0 && w.bbox.x1 <= line.bbox.x1 + 1.0, "{} outside its line", w.text);
+            assert!(
+                w.bbox.x0 >= line.bbox.x0 - 1.0 && w.bbox.x1 <= line.bbox.x1 + 1.0,
+                "{} outside its line",
+                w.text
+            );
         }
     }
     assert_eq!(page.language.as_deref(), Some("latin"));
@@ -44,5 +73,10 @@ fn a_page_turned_90_degrees_is_read_upright() {
     let page = read("images/letter_rotated_90.png", ModelSize::Small);
     assert_eq!(page.rotation, Rotation::R90);
     assert_eq!((page.width, page.height), (1200, 600));
-    assert!(page.text().contains("Total amount: 1,234.50 EUR (VAT included)."), "{}", page.text());
+    assert!(
+        page.text()
+            .contains("Total amount: 1,234.50 EUR (VAT included)."),
+        "{}",
+        page.text()
+    );
 }

@@ -538,7 +538,7 @@ fn resolve_shape(shape: &[i64], input: &[usize], count: usize) -> Result<Vec<usi
     }
     if let Some(i) = infer {
         let known: usize = dims.iter().product();
-        if known == 0 || count % known != 0 {
+        if known == 0 || !count.is_multiple_of(known) {
             return unsupported("Reshape cannot infer a dimension");
         }
         dims[i] = count / known;

@@ -295,7 +295,7 @@ fn parse_tensor(b: &[u8]) -> Result<Tensor, OnnxError> {
         DataType::Int64 => {
             let values = match raw {
                 Some(raw) => {
-                    if raw.len() % 8 != 0 {
+                    if !raw.len().is_multiple_of(8) {
                         return err(format!("tensor {name}: raw int64 data has a ragged length"));
                     }
                     raw.chunks_exact(8)
@@ -311,7 +311,7 @@ fn parse_tensor(b: &[u8]) -> Result<Tensor, OnnxError> {
         DataType::Int32 => {
             let values = match raw {
                 Some(raw) => {
-                    if raw.len() % 4 != 0 {
+                    if !raw.len().is_multiple_of(4) {
                         return err(format!("tensor {name}: raw int32 data has a ragged length"));
                     }
                     raw.chunks_exact(4)
@@ -339,7 +339,7 @@ fn parse_tensor(b: &[u8]) -> Result<Tensor, OnnxError> {
 }
 
 fn packed_f32(b: &[u8]) -> Result<Vec<f32>, OnnxError> {
-    if b.len() % 4 != 0 {
+    if !b.len().is_multiple_of(4) {
         return err("packed float data has a ragged length");
     }
     Ok(b.chunks_exact(4)

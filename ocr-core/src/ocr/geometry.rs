@@ -362,17 +362,15 @@ fn homography(from: [Point; 4], to: [Point; 4]) -> [f64; 9] {
         if p.abs() < 1e-12 {
             return [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0];
         }
-        for k in col..9 {
-            a[col][k] /= p;
-        }
-        for r in 0..8 {
-            if r != col {
-                let f = a[r][col];
-                if f != 0.0 {
-                    for k in col..9 {
-                        a[r][k] -= f * a[col][k];
-                    }
-                }
+        a[col][col..].iter_mut().for_each(|v| *v /= p);
+        let pivot_row = a[col];
+        for (r, row) in a.iter_mut().enumerate() {
+            let f = row[col];
+            if r != col && f != 0.0 {
+                row[col..]
+                    .iter_mut()
+                    .zip(&pivot_row[col..])
+                    .for_each(|(v, p)| *v -= f * p);
             }
         }
     }

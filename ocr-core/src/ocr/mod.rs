@@ -12,6 +12,7 @@ pub mod geometry;
 pub mod lang;
 pub mod order;
 pub mod rec;
+pub mod trace;
 
 use std::path::{Path, PathBuf};
 
@@ -240,10 +241,12 @@ impl OcrModels {
     /// Detects, crops, orients and recognises the text lines of an upright
     /// page image. Lines come back in reading order.
     pub fn read_page(&self, image: &RgbImage) -> Result<Vec<RawLine>> {
+        let mut clock = trace::Clock::start();
         let detections: Vec<Detection> =
             det::detect(&self.det, image, &self.det_params).map_err(internal)?;
         let mut quads: Vec<(Quad, f32)> =
             detections.into_iter().map(|d| (d.quad, d.score)).collect();
+        clock.lap("detect");
         order::sort_quads(&mut quads);
         let mut crops = Vec::with_capacity(quads.len());
         for (quad, _) in quads.iter_mut() {
@@ -262,7 +265,9 @@ impl OcrModels {
             );
             crops.push(warp_quad(image, quad, w, h));
         }
+        clock.lap("crop");
         let flips = self.line_flips(&crops)?;
+        clock.lap("line orientation");
         for ((crop, flip), (quad, _)) in crops.iter_mut().zip(&flips).zip(quads.iter_mut()) {
             if *flip {
                 image::imageops::rotate180_in_place(crop);

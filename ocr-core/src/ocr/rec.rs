@@ -78,7 +78,15 @@ pub fn recognize(
             content.push(w);
         }
         let x = Tensor::from_vec(input, (chunk.len(), 3, HEIGHT, width), &Device::Cpu)?;
+        let started = std::time::Instant::now();
         let y = model.run(x)?;
+        if std::env::var_os("OCR_TRACE").is_some() {
+            eprintln!(
+                "[trace] rec batch {}x{width}: {:.1} ms",
+                chunk.len(),
+                started.elapsed().as_secs_f64() * 1000.0
+            );
+        }
         let (n, steps, classes) = y.dims3()?;
         let probs: Vec<f32> = y.flatten_all()?.to_vec1()?;
         let step_px = width as f32 / steps.max(1) as f32;
