@@ -1,8 +1,7 @@
 //! The engine's runtime against onnxruntime's outputs for the shipped models
+//! (`fixtures/golden/make_goldens.py` wrote the goldens).
 
 #![allow(clippy::unwrap_used)] // test helpers: a failure should panic with the value
-
-//! (`fixtures/golden/make_goldens.py` wrote the goldens).
 
 use candle_core::{Device, Tensor};
 use ocr_core::nn::Graph;
