@@ -37,7 +37,7 @@ pub use document::{
 pub use error::{Error, LimitKind, Result};
 pub use layout::blocks_from_lines;
 pub use limits::Limits;
-pub use ocr::{ModelSize, Models, OcrModels};
+pub use ocr::{ModelSize, OcrModels};
 pub use pipeline::{Engine, NO_ENGINE, RecognizeOptions, parse_page_selection, read_image};
 
 /// Re-exported so callers can work with page pixels without naming a matching `image` version.

@@ -59,7 +59,7 @@ impl Engine {
 
     /// Loads the shipped models of `size` from [`ocr::default_models_dir`].
     pub fn load_default(size: ModelSize) -> Result<Self> {
-        Ok(Self::with_models(ocr::Models::load_default(size)?))
+        Ok(Self::with_models(OcrModels::load_default(size)?))
     }
 
     pub fn models(&self) -> Option<&OcrModels> {

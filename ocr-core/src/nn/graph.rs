@@ -333,79 +333,24 @@ fn execute(op: &Op, args: &[&Value]) -> Result<Value, GraphError> {
             }
         }
         Op::Transpose { perm } => t(0)?.permute(perm.as_slice())?.contiguous()?,
-        Op::Squeeze { axes } => {
-            let mut axes_v: Vec<i64> = axes.clone();
-            if args.len() > 1 {
-                axes_v = args[1].ints()?.to_vec();
-            }
+        Op::Squeeze { axes } | Op::Unsqueeze { axes } => {
+            // Both only change the shape: compute the new dims, then reshape.
+            let axes = match args.get(1) {
+                Some(v) => v.ints()?.to_vec(),
+                None => axes.clone(),
+            };
+            let dims: Vec<usize> = match args[0] {
+                Value::I(_, d) => d.clone(),
+                Value::F(x) => x.dims().to_vec(),
+            };
+            let dims = if matches!(op, Op::Squeeze { .. }) {
+                squeezed(&dims, &axes)?
+            } else {
+                unsqueezed(&dims, &axes)?
+            };
             match args[0] {
-                Value::I(v, dims) => {
-                    let mut d = dims.clone();
-                    let mut ax: Vec<usize> = axes_v
-                        .iter()
-                        .map(|&a| axis(a, dims.len()))
-                        .collect::<Result<_, _>>()?;
-                    ax.sort_unstable();
-                    for a in ax.into_iter().rev() {
-                        d.remove(a);
-                    }
-                    return Ok(Value::I(v.clone(), d));
-                }
-                Value::F(x) => {
-                    let mut ax: Vec<usize> = if axes_v.is_empty() {
-                        x.dims()
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, d)| **d == 1)
-                            .map(|(i, _)| i)
-                            .collect()
-                    } else {
-                        axes_v
-                            .iter()
-                            .map(|&a| axis(a, x.rank()))
-                            .collect::<Result<_, _>>()?
-                    };
-                    ax.sort_unstable();
-                    let mut y = x.clone();
-                    for a in ax.into_iter().rev() {
-                        y = y.squeeze(a)?;
-                    }
-                    y
-                }
-            }
-        }
-        Op::Unsqueeze { axes } => {
-            let mut axes_v: Vec<i64> = axes.clone();
-            if args.len() > 1 {
-                axes_v = args[1].ints()?.to_vec();
-            }
-            match args[0] {
-                Value::I(v, dims) => {
-                    let mut d = dims.clone();
-                    let rank = d.len() + axes_v.len();
-                    let mut ax: Vec<usize> = axes_v
-                        .iter()
-                        .map(|&a| axis(a, rank))
-                        .collect::<Result<_, _>>()?;
-                    ax.sort_unstable();
-                    for a in ax {
-                        d.insert(a, 1);
-                    }
-                    return Ok(Value::I(v.clone(), d));
-                }
-                Value::F(x) => {
-                    let rank = x.rank() + axes_v.len();
-                    let mut ax: Vec<usize> = axes_v
-                        .iter()
-                        .map(|&a| axis(a, rank))
-                        .collect::<Result<_, _>>()?;
-                    ax.sort_unstable();
-                    let mut y = x.clone();
-                    for a in ax {
-                        y = y.unsqueeze(a)?;
-                    }
-                    y
-                }
+                Value::I(v, _) => return Ok(Value::I(v.clone(), dims)),
+                Value::F(x) => x.reshape(dims)?,
             }
         }
         Op::Slice => {
@@ -508,6 +453,41 @@ fn int_binary(
         ));
     }
     unsupported("broadcasting between integer tensors")
+}
+
+/// `dims` without the listed axes (all size-1 axes when none are listed).
+fn squeezed(dims: &[usize], axes: &[i64]) -> Result<Vec<usize>, GraphError> {
+    if axes.is_empty() {
+        return Ok(dims.iter().copied().filter(|&d| d != 1).collect());
+    }
+    let drop: Vec<usize> = axes
+        .iter()
+        .map(|&a| axis(a, dims.len()))
+        .collect::<Result<_, _>>()?;
+    if drop.iter().any(|&a| dims[a] != 1) {
+        return unsupported(format!("Squeeze of a dimension other than 1 in {dims:?}"));
+    }
+    Ok(dims
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !drop.contains(i))
+        .map(|(_, &d)| d)
+        .collect())
+}
+
+/// `dims` with size-1 axes inserted at the listed positions of the result.
+fn unsqueezed(dims: &[usize], axes: &[i64]) -> Result<Vec<usize>, GraphError> {
+    let rank = dims.len() + axes.len();
+    let mut insert: Vec<usize> = axes
+        .iter()
+        .map(|&a| axis(a, rank))
+        .collect::<Result<_, _>>()?;
+    insert.sort_unstable();
+    let mut out = dims.to_vec();
+    for a in insert {
+        out.insert(a, 1);
+    }
+    Ok(out)
 }
 
 fn axis(a: i64, rank: usize) -> Result<usize, GraphError> {

@@ -256,14 +256,7 @@ impl CustomOp1 for Conv2d {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (n, c, h, w) = layout.shape().dims4()?;
-        if c != self.in_channels {
-            candle_core::bail!(
-                "conv: {c} input channels, the weights expect {}",
-                self.in_channels
-            )
-        }
-        let input = contiguous_f32(storage, layout)?;
+        let (input, n, h, w) = nchw_input(storage, layout, self.in_channels)?;
         let Some((out, oh, ow)) = self.forward(input, n, h, w) else {
             candle_core::bail!("conv: input {h}x{w} is smaller than the kernel")
         };
@@ -364,20 +357,26 @@ impl CustomOp1 for ConvTranspose2d {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (n, c, h, w) = layout.shape().dims4()?;
-        if c != self.in_channels {
-            candle_core::bail!(
-                "conv-transpose: {c} input channels, the weights expect {}",
-                self.in_channels
-            )
-        }
-        let input = contiguous_f32(storage, layout)?;
+        let (input, n, h, w) = nchw_input(storage, layout, self.in_channels)?;
         let (out, oh, ow) = self.forward(input, n, h, w);
         Ok((
             CpuStorage::F32(out),
             Shape::from((n, self.out_channels, oh, ow)),
         ))
     }
+}
+
+/// The contiguous f32 data of an NCHW input with `channels` channels, and its N, H, W.
+fn nchw_input<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    channels: usize,
+) -> candle_core::Result<(&'a [f32], usize, usize, usize)> {
+    let (n, c, h, w) = layout.shape().dims4()?;
+    if c != channels {
+        candle_core::bail!("conv: {c} input channels, the weights expect {channels}")
+    }
+    Ok((contiguous_f32(storage, layout)?, n, h, w))
 }
 
 fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {

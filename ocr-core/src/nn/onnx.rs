@@ -292,36 +292,18 @@ fn parse_tensor(b: &[u8]) -> Result<Tensor, OnnxError> {
             };
             TensorData::F32(values)
         }
-        DataType::Int64 => {
-            let values = match raw {
-                Some(raw) => {
-                    if !raw.len().is_multiple_of(8) {
-                        return err(format!("tensor {name}: raw int64 data has a ragged length"));
-                    }
-                    raw.chunks_exact(8)
-                        .map(|c| {
-                            i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
-                        })
-                        .collect()
-                }
-                None => int64s,
-            };
-            TensorData::I64(values)
-        }
-        DataType::Int32 => {
-            let values = match raw {
-                Some(raw) => {
-                    if !raw.len().is_multiple_of(4) {
-                        return err(format!("tensor {name}: raw int32 data has a ragged length"));
-                    }
-                    raw.chunks_exact(4)
-                        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
-                        .collect()
-                }
-                None => int32s,
-            };
-            TensorData::I64(values)
-        }
+        DataType::Int64 => TensorData::I64(match raw {
+            Some(raw) => le_words::<8>(raw, &format!("tensor {name}: raw data"))?
+                .map(i64::from_le_bytes)
+                .collect(),
+            None => int64s,
+        }),
+        DataType::Int32 => TensorData::I64(match raw {
+            Some(raw) => le_words::<4>(raw, &format!("tensor {name}: raw data"))?
+                .map(|w| i64::from(i32::from_le_bytes(w)))
+                .collect(),
+            None => int32s,
+        }),
         DataType::Other(code) => {
             return err(format!(
                 "tensor {name}: element type {code} is not supported"
@@ -338,12 +320,24 @@ fn parse_tensor(b: &[u8]) -> Result<Tensor, OnnxError> {
     Ok(Tensor { name, dims, data })
 }
 
-fn packed_f32(b: &[u8]) -> Result<Vec<f32>, OnnxError> {
-    if !b.len().is_multiple_of(4) {
-        return err("packed float data has a ragged length");
+/// The little-endian `N`-byte words of `raw`; `what` names it in the error.
+fn le_words<const N: usize>(
+    raw: &[u8],
+    what: &str,
+) -> Result<impl Iterator<Item = [u8; N]>, OnnxError> {
+    if !raw.len().is_multiple_of(N) {
+        return err(format!("{what} has a ragged length"));
     }
-    Ok(b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+    Ok(raw.chunks_exact(N).map(|c| {
+        let mut word = [0u8; N];
+        word.copy_from_slice(c);
+        word
+    }))
+}
+
+fn packed_f32(b: &[u8]) -> Result<Vec<f32>, OnnxError> {
+    Ok(le_words::<4>(b, "float data")?
+        .map(f32::from_le_bytes)
         .collect())
 }
 

@@ -220,28 +220,24 @@ pub fn quad_score(prob: &[f32], w: usize, h: usize, quad: &Quad) -> f32 {
     let xmax = (x1.ceil().max(0.0) as usize).min(w - 1);
     let ymin = (y0.floor().max(0.0) as usize).min(h - 1);
     let ymax = (y1.ceil().max(0.0) as usize).min(h - 1);
-    let (mut sum, mut n) = (0f64, 0usize);
+    // Pixels inside the quad; a degenerate quad has none and is scored by
+    // the pixels under its bounds.
+    let (mut inside, mut n_inside, mut all, mut n_all) = (0f64, 0usize, 0f64, 0usize);
     for y in ymin..=ymax {
         for x in xmin..=xmax {
+            let v = f64::from(prob[y * w + x]);
+            all += v;
+            n_all += 1;
             if point_in_quad([x as f32, y as f32], quad) {
-                sum += f64::from(prob[y * w + x]);
-                n += 1;
+                inside += v;
+                n_inside += 1;
             }
         }
     }
-    if n == 0 {
-        // A degenerate quad: score the pixels under its bounds.
-        let mut s = 0f64;
-        let mut c = 0usize;
-        for y in ymin..=ymax {
-            for x in xmin..=xmax {
-                s += f64::from(prob[y * w + x]);
-                c += 1;
-            }
-        }
-        return (s / c.max(1) as f64) as f32;
+    if n_inside == 0 {
+        return (all / n_all.max(1) as f64) as f32;
     }
-    (sum / n as f64) as f32
+    (inside / n_inside as f64) as f32
 }
 
 /// Whether `p` lies inside or on the edge of a convex quad.

@@ -1,7 +1,7 @@
 //! The `cpu` tier: PP-OCRv6 detection and recognition with PP-LCNet
 //! orientation classifiers, run by the engine's own runtime ([`crate::nn`]).
 //!
-//! Stages, each public for debugging: [`Models::load`], page orientation
+//! Stages, each public for debugging: [`OcrModels::load`], page orientation
 //! ([`OcrModels::page_orientation`]), [`det::detect`], crops
 //! ([`geometry::warp_quad`]), text-line orientation
 //! ([`OcrModels::line_flips`]), [`rec::recognize`], and
@@ -87,11 +87,7 @@ pub struct OcrModels {
     pub rec_batch: usize,
 }
 
-/// Models loading helpers.
-#[derive(Debug)]
-pub struct Models;
-
-impl Models {
+impl OcrModels {
     /// Loads the models of `size` from `dir`.
     pub fn load(dir: &Path, size: ModelSize) -> Result<OcrModels> {
         let read = |file: &str| -> Result<Graph> {

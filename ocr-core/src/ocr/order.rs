@@ -1,10 +1,9 @@
 //! Reading order of detected lines.
 //!
-//! Lines are sorted top to bottom; lines whose vertical centres lie within
-//! half a line height of each other are on the same row and sorted left to
-//! right. Pages with columns are then regrouped by column: a line belongs to
-//! a column when a vertical gutter free of text separates it from its
-//! neighbours (see [`columns`]).
+//! Recursive XY-cut over the line boxes ([`reading_order`]): columns split
+//! at wide vertical gutters, bands at horizontal gaps; lines whose vertical
+//! centres lie within half a line height of each other are on the same row
+//! and read left to right ([`sort_quads`]).
 
 use super::RawLine;
 use super::geometry::Quad;
@@ -164,34 +163,6 @@ pub fn sort_quads<T>(items: &mut [(Quad, T)]) {
     }
 }
 
-/// Splits boxes `[x0, y0, x1, y1]` into columns: finds vertical gutters
-/// (x ranges no box crosses, wider than `min_gap`) that run the page's
-/// height, and returns each box's column index, left to right.
-pub fn columns(boxes: &[[f32; 4]], min_gap: f32) -> Vec<usize> {
-    if boxes.is_empty() {
-        return Vec::new();
-    }
-    let mut spans: Vec<(f32, f32)> = boxes.iter().map(|b| (b[0], b[2])).collect();
-    spans.sort_by(|a, b| a.0.total_cmp(&b.0));
-    // Merge overlapping x spans; gaps between merged spans are gutters.
-    let mut merged: Vec<(f32, f32)> = Vec::new();
-    for (s, e) in spans {
-        match merged.last_mut() {
-            Some(last) if s <= last.1 + min_gap => last.1 = last.1.max(e),
-            _ => merged.push((s, e)),
-        }
-    }
-    boxes
-        .iter()
-        .map(|b| {
-            merged
-                .iter()
-                .position(|&(s, e)| b[0] >= s - 0.5 && b[2] <= e + 0.5)
-                .unwrap_or(0)
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,15 +177,5 @@ mod tests {
         sort_quads(&mut items);
         let order: String = items.iter().map(|i| i.1).collect();
         assert_eq!(order, "abc");
-    }
-
-    #[test]
-    fn columns_split_at_gutters() {
-        let boxes = [
-            [0.0, 0.0, 100.0, 10.0],
-            [150.0, 0.0, 250.0, 10.0],
-            [0.0, 20.0, 90.0, 30.0],
-        ];
-        assert_eq!(columns(&boxes, 20.0), vec![0, 1, 0]);
     }
 }

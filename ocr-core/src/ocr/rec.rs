@@ -80,7 +80,7 @@ pub fn recognize(
         let x = Tensor::from_vec(input, (chunk.len(), 3, HEIGHT, width), &Device::Cpu)?;
         let started = std::time::Instant::now();
         let y = model.run(x)?;
-        if std::env::var_os("OCR_TRACE").is_some() {
+        if super::trace::enabled() {
             eprintln!(
                 "[trace] rec batch {}x{width}: {:.1} ms",
                 chunk.len(),

@@ -1,6 +1,13 @@
 //! Stage timings on stderr when `OCR_TRACE` is set: a debugging aid.
 
+use std::sync::OnceLock;
 use std::time::Instant;
+
+/// Whether `OCR_TRACE` is set (read once).
+pub fn enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("OCR_TRACE").is_some())
+}
 
 /// Prints the time since the previous lap, labelled, when tracing is on.
 #[derive(Debug)]
