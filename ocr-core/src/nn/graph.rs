@@ -122,6 +122,9 @@ struct Step {
     free: Vec<usize>,
 }
 
+/// Time spent per operator kind, as [`Graph::run_profiled`] reports it.
+pub type OpTimes = Vec<(&'static str, std::time::Duration)>;
+
 /// A compiled graph.
 #[derive(Debug)]
 pub struct Graph {
@@ -143,6 +146,24 @@ impl Graph {
 
     /// Runs the graph on one input and returns its (first) output.
     pub fn run(&self, input: Tensor) -> Result<Tensor, GraphError> {
+        self.run_inner(input, None)
+    }
+
+    /// Runs the graph and also returns the time each operator kind took, in
+    /// total, slowest first: a profiling aid.
+    pub fn run_profiled(&self, input: Tensor) -> Result<(Tensor, OpTimes), GraphError> {
+        let mut times = HashMap::new();
+        let out = self.run_inner(input, Some(&mut times))?;
+        let mut times: Vec<_> = times.into_iter().collect();
+        times.sort_by_key(|t| std::cmp::Reverse(t.1));
+        Ok((out, times))
+    }
+
+    fn run_inner(
+        &self,
+        input: Tensor,
+        mut times: Option<&mut HashMap<&'static str, std::time::Duration>>,
+    ) -> Result<Tensor, GraphError> {
         let mut slots: Vec<Option<Value>> = vec![None; self.slots];
         for (slot, value) in &self.constants {
             slots[*slot] = Some(value.clone());
@@ -159,7 +180,12 @@ impl Graph {
                         })
                     })
                     .collect::<Result<_, _>>()?;
-                execute(&step.op, &args)?
+                let start = times.as_ref().map(|_| std::time::Instant::now());
+                let value = execute(&step.op, &args)?;
+                if let (Some(times), Some(start)) = (times.as_deref_mut(), start) {
+                    *times.entry(step.op.kind()).or_default() += start.elapsed();
+                }
+                value
             };
             for &slot in &step.free {
                 slots[slot] = None;
@@ -169,6 +195,42 @@ impl Graph {
         match slots[self.output].take() {
             Some(Value::F(t)) => Ok(t),
             _ => unsupported("the graph produced no float output"),
+        }
+    }
+}
+
+impl Op {
+    /// A short name for profiles.
+    fn kind(&self) -> &'static str {
+        match self {
+            Op::Conv(c) if c.groups > 1 && c.groups == c.in_channels => "Conv(depthwise)",
+            Op::Conv(c) if c.kernel == (1, 1) && c.stride == (1, 1) => "Conv(1x1)",
+            Op::Conv(_) => "Conv(im2col)",
+            Op::ConvTranspose(_) => "ConvTranspose",
+            Op::Binary(Binary::Add) => "Add",
+            Op::Binary(Binary::Sub) => "Sub",
+            Op::Binary(Binary::Mul) => "Mul",
+            Op::Binary(Binary::Div) => "Div",
+            Op::Binary(Binary::Pow) => "Pow",
+            Op::Activation(_) => "Activation",
+            Op::Sigmoid => "Sigmoid",
+            Op::Erf => "Erf",
+            Op::Sqrt => "Sqrt",
+            Op::MaxPool { .. } => "MaxPool",
+            Op::AveragePool { .. } => "AveragePool",
+            Op::GlobalAveragePool => "GlobalAveragePool",
+            Op::ReduceMean { .. } => "ReduceMean",
+            Op::ResizeNearest => "Resize",
+            Op::Concat { .. } => "Concat",
+            Op::ChannelAffine { .. } => "BatchNorm",
+            Op::MatMul => "MatMul",
+            Op::Softmax { .. } => "Softmax",
+            Op::Reshape => "Reshape",
+            Op::Transpose { .. } => "Transpose",
+            Op::Squeeze { .. } => "Squeeze",
+            Op::Unsqueeze { .. } => "Unsqueeze",
+            Op::Slice => "Slice",
+            Op::Shape => "Shape",
         }
     }
 }

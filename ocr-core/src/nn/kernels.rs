@@ -17,6 +17,8 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use rayon::prelude::*;
 
+use super::simd::{gelu, hard_swish, multiversion};
+
 /// An activation fused into a convolution's output.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Activation {
@@ -39,11 +41,29 @@ impl Activation {
         match self {
             Activation::None => x,
             Activation::Relu => x.max(0.0),
-            Activation::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
+            Activation::HardSwish => hard_swish(x),
             Activation::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
-            Activation::Gelu => {
-                x * (1.0 + candle_core::cpu::erf::erf_f32(x / std::f32::consts::SQRT_2)) * 0.5
-            }
+            Activation::Gelu => gelu(x),
+        }
+    }
+
+    /// `v = act(v + bias)` over a slice.
+    pub fn apply_with_bias(self, values: &mut [f32], bias: f32) {
+        apply_with_bias(self, values, bias);
+    }
+}
+
+multiversion! {
+    /// `v = act(v + bias)`, one loop per activation so that each vectorises.
+    pub fn apply_with_bias(act: Activation, values: &mut [f32], bias: f32) {
+        match act {
+            Activation::None => values.iter_mut().for_each(|v| *v += bias),
+            Activation::Relu => values.iter_mut().for_each(|v| *v = (*v + bias).max(0.0)),
+            Activation::HardSwish => values.iter_mut().for_each(|v| *v = hard_swish(*v + bias)),
+            Activation::HardSigmoid { alpha, beta } => values
+                .iter_mut()
+                .for_each(|v| *v = (alpha * (*v + bias) + beta).clamp(0.0, 1.0)),
+            Activation::Gelu => values.iter_mut().for_each(|v| *v = gelu(*v + bias)),
         }
     }
 }
@@ -96,64 +116,216 @@ impl Conv2d {
         let (oh, ow) = self.output_size(h, w)?;
         let mut out = vec![0f32; n * self.out_channels * oh * ow];
         let in_image = self.in_channels * h * w;
-        let out_image = self.out_channels * oh * ow;
         if self.is_depthwise() {
-            out.par_chunks_mut(oh * ow)
-                .enumerate()
-                .for_each(|(plane, dst)| {
+            out.par_chunks_mut(oh * ow).enumerate().for_each_init(
+                Vec::new,
+                |padded, (plane, dst)| {
                     let c = plane % self.out_channels;
                     let img = plane / self.out_channels;
                     let src = &input[img * in_image + c * h * w..][..h * w];
                     let kw_len = self.kernel.0 * self.kernel.1;
-                    self.depthwise_plane(
+                    depthwise_plane(
+                        self,
                         src,
-                        h,
-                        w,
+                        (h, w),
                         &self.weight[c * kw_len..][..kw_len],
                         dst,
-                        oh,
-                        ow,
+                        (oh, ow),
+                        padded,
                     );
-                    finish(dst, self.bias[c], self.activation);
-                });
-            return Some((out, oh, ow));
-        }
-        for img in 0..n {
-            let src = &input[img * in_image..][..in_image];
-            let dst = &mut out[img * out_image..][..out_image];
-            if self.is_pointwise() {
-                sgemm(
-                    self.out_channels,
-                    h * w,
-                    self.in_channels,
-                    &self.weight,
-                    src,
-                    dst,
-                );
-            } else {
-                self.im2col_conv(src, h, w, dst, oh, ow);
-            }
-            dst.par_chunks_mut(oh * ow)
-                .enumerate()
-                .for_each(|(c, plane)| finish(plane, self.bias[c], self.activation));
+                    self.activation.apply_with_bias(dst, self.bias[c]);
+                },
+            );
+        } else {
+            self.forward_gemm(input, n, h, w, &mut out, oh, ow);
         }
         Some((out, oh, ow))
     }
 
+    /// Every other convolution as matrix products, `weights · columns`.
+    ///
+    /// The output is cut into tiles: a range of output pixels (columns) of
+    /// one image and group, small enough that its im2col columns stay in
+    /// cache, and, when there are too few of those for every thread, a
+    /// range of output channels (rows). Each tile builds its columns (a 1×1
+    /// convolution reads them from the input directly), multiplies, and
+    /// applies the bias and activation while the tile is still in cache.
     #[allow(clippy::too_many_arguments)]
-    fn depthwise_plane(
+    fn forward_gemm(
         &self,
-        src: &[f32],
+        input: &[f32],
+        n: usize,
         h: usize,
         w: usize,
-        k: &[f32],
-        dst: &mut [f32],
+        out: &mut [f32],
         oh: usize,
         ow: usize,
     ) {
         let (kh, kw) = self.kernel;
+        let cols = oh * ow;
+        let cin_g = self.in_channels / self.groups;
+        let cout_g = self.out_channels / self.groups;
+        let depth = cin_g * kh * kw;
+        let pointwise = self.is_pointwise();
+        let tile = column_tile(depth, cols);
+        let col_tiles = cols.div_ceil(tile);
+        // Split the rows too when there are fewer tiles than two per thread,
+        // keeping at least 32 rows in a block.
+        let wanted = (2 * rayon::current_num_threads()).div_ceil(n * self.groups * col_tiles);
+        let row_blocks = wanted.clamp(1, cout_g.div_ceil(32).max(1));
+        let block = cout_g.div_ceil(row_blocks);
+        let mut tasks = Vec::new();
+        for img in 0..n {
+            for g in 0..self.groups {
+                for r0 in (0..cout_g).step_by(block) {
+                    for c0 in (0..cols).step_by(tile) {
+                        tasks.push((img, g, r0, c0));
+                    }
+                }
+            }
+        }
+        let tiles = Tiles::new(out, cols);
+        tasks
+            .into_par_iter()
+            .for_each_init(Vec::new, |col, (img, g, r0, c0)| {
+                let rows = block.min(cout_g - r0);
+                let tn = tile.min(cols - c0);
+                let src = &input[(img * self.in_channels + g * cin_g) * h * w..][..cin_g * h * w];
+                let co0 = g * cout_g + r0;
+                let weight = &self.weight[co0 * depth..][..rows * depth];
+                let (b, ldb) = if pointwise {
+                    (&src[c0..], h * w)
+                } else {
+                    col.resize(depth * tn, 0.0);
+                    self.im2col_tile(src, (h, w), ow, c0, tn, col);
+                    (&col[..], tn)
+                };
+                let first_row = img * self.out_channels + co0;
+                // SAFETY: every task owns a distinct (image, row block, column
+                // tile) rectangle of the output.
+                #[allow(unsafe_code)]
+                unsafe {
+                    tiles.product(
+                        (first_row, rows),
+                        (c0, tn),
+                        depth,
+                        (weight, depth),
+                        (b, ldb),
+                        |r, v| {
+                            self.activation.apply_with_bias(v, self.bias[co0 + r]);
+                        },
+                    );
+                }
+            });
+    }
+
+    /// The im2col columns `c0..c0 + tn` of one group's input, as a
+    /// `depth × tn` row-major matrix.
+    fn im2col_tile(
+        &self,
+        src: &[f32],
+        (h, w): (usize, usize),
+        ow: usize,
+        c0: usize,
+        tn: usize,
+        col: &mut [f32],
+    ) {
+        let (kh, kw) = self.kernel;
         let (sh, sw) = self.stride;
         let (pt, pl) = (self.pads[0] as isize, self.pads[1] as isize);
+        for (r, dst_row) in col
+            .chunks_mut(tn)
+            .enumerate()
+            .take(src.len() / (h * w) * kh * kw)
+        {
+            let c = r / (kh * kw);
+            let ky = (r / kw) % kh;
+            let kx = (r % kw) as isize - pl;
+            let plane = &src[c * h * w..][..h * w];
+            let mut j = 0;
+            while j < tn {
+                let (oy, ox0) = ((c0 + j) / ow, (c0 + j) % ow);
+                let run = (ow - ox0).min(tn - j);
+                let out = &mut dst_row[j..j + run];
+                let iy = (oy * sh + ky) as isize - pt;
+                if iy < 0 || iy >= h as isize {
+                    out.fill(0.0);
+                } else {
+                    let src_row = &plane[iy as usize * w..][..w];
+                    if sw == 1 {
+                        // ix = ox + kx: copy the part inside the row, zero the rest.
+                        let start = ox0 as isize + kx;
+                        let lo = (-start).clamp(0, run as isize) as usize;
+                        let hi = (w as isize - start).clamp(lo as isize, run as isize) as usize;
+                        out[..lo].fill(0.0);
+                        out[hi..].fill(0.0);
+                        out[lo..hi]
+                            .copy_from_slice(&src_row[(start + lo as isize) as usize..][..hi - lo]);
+                    } else {
+                        // ix = (ox0 + i) * sw + kx for i in 0..run.
+                        let start = (ox0 * sw) as isize + kx;
+                        let lo = if start >= 0 {
+                            0
+                        } else {
+                            ((-start) as usize).div_ceil(sw).min(run)
+                        };
+                        let hi = if (w as isize) <= start {
+                            lo
+                        } else {
+                            ((w as isize - start) as usize).div_ceil(sw).clamp(lo, run)
+                        };
+                        out[..lo].fill(0.0);
+                        out[hi..].fill(0.0);
+                        let first = (start + (lo * sw) as isize) as usize;
+                        for (v, s) in out[lo..hi]
+                            .iter_mut()
+                            .zip(src_row[first..].iter().step_by(sw))
+                        {
+                            *v = *s;
+                        }
+                    }
+                }
+                j += run;
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// One channel plane of a depthwise convolution: for every kernel tap, a
+    /// scaled input row added to the output row.
+    pub fn depthwise_plane(
+        conv: &Conv2d,
+        src: &[f32],
+        hw: (usize, usize),
+        k: &[f32],
+        dst: &mut [f32],
+        ohw: (usize, usize),
+        padded: &mut Vec<f32>,
+    ) {
+        let ((h, w), (oh, ow)) = (hw, ohw);
+        let (kh, kw) = conv.kernel;
+        let (sh, sw) = conv.stride;
+        let (pt, pl) = (conv.pads[0] as isize, conv.pads[1] as isize);
+        if sw == 1 && matches!((kh, kw), (3, 3) | (5, 5) | (7, 7) | (1, 3) | (1, 5) | (1, 7)) {
+            let pw = w + conv.pads[1] + conv.pads[3];
+            let ph = h + conv.pads[0] + conv.pads[2];
+            padded.clear();
+            padded.resize(ph * pw, 0.0);
+            for (y, row) in src.chunks_exact(w).enumerate() {
+                padded[(y + conv.pads[0]) * pw + conv.pads[1]..][..w].copy_from_slice(row);
+            }
+            let args = (padded.as_slice(), pw, sh, k, dst, (oh, ow));
+            match (kh, kw) {
+                (3, 3) => depthwise_fixed::<3, 3>(args),
+                (5, 5) => depthwise_fixed::<5, 5>(args),
+                (7, 7) => depthwise_fixed::<7, 7>(args),
+                (1, 3) => depthwise_fixed::<1, 3>(args),
+                (1, 5) => depthwise_fixed::<1, 5>(args),
+                _ => depthwise_fixed::<1, 7>(args),
+            }
+            return;
+        }
         for oy in 0..oh {
             let row = &mut dst[oy * ow..][..ow];
             for ky in 0..kh {
@@ -195,54 +367,42 @@ impl Conv2d {
             }
         }
     }
-
-    fn im2col_conv(&self, src: &[f32], h: usize, w: usize, dst: &mut [f32], oh: usize, ow: usize) {
-        let (kh, kw) = self.kernel;
-        let (sh, sw) = self.stride;
-        let (pt, pl) = (self.pads[0] as isize, self.pads[1] as isize);
-        let cin_g = self.in_channels / self.groups;
-        let cout_g = self.out_channels / self.groups;
-        let rows = cin_g * kh * kw;
-        let cols = oh * ow;
-        let mut col = vec![0f32; rows * cols];
-        for g in 0..self.groups {
-            col.par_chunks_mut(cols)
-                .enumerate()
-                .for_each(|(r, dst_row)| {
-                    let c = g * cin_g + r / (kh * kw);
-                    let ky = (r / kw) % kh;
-                    let kx = r % kw;
-                    let plane = &src[c * h * w..][..h * w];
-                    for oy in 0..oh {
-                        let iy = (oy * sh + ky) as isize - pt;
-                        let out_row = &mut dst_row[oy * ow..][..ow];
-                        if iy < 0 || iy >= h as isize {
-                            out_row.fill(0.0);
-                            continue;
-                        }
-                        let src_row = &plane[iy as usize * w..][..w];
-                        for (ox, v) in out_row.iter_mut().enumerate() {
-                            let ix = (ox * sw + kx) as isize - pl;
-                            *v = if ix < 0 || ix >= w as isize {
-                                0.0
-                            } else {
-                                src_row[ix as usize]
-                            };
-                        }
-                    }
-                });
-            let weight = &self.weight[g * cout_g * rows..][..cout_g * rows];
-            let out = &mut dst[g * cout_g * cols..][..cout_g * cols];
-            sgemm(cout_g, cols, rows, weight, &col, out);
-        }
-    }
 }
 
-fn finish(plane: &mut [f32], bias: f32, activation: Activation) {
-    match activation {
-        Activation::None => plane.iter_mut().for_each(|v| *v += bias),
-        Activation::Relu => plane.iter_mut().for_each(|v| *v = (*v + bias).max(0.0)),
-        act => plane.iter_mut().for_each(|v| *v = act.apply(*v + bias)),
+/// The arguments of [`depthwise_fixed`]: padded input, its row length, row
+/// stride, weights, output, output size.
+type FixedArgs<'a> = (
+    &'a [f32],
+    usize,
+    usize,
+    &'a [f32],
+    &'a mut [f32],
+    (usize, usize),
+);
+
+/// A depthwise plane with a kernel size known at compile time and column
+/// stride 1, over an input already padded with zeros (row length `pw`): for
+/// each kernel row, every output is summed in a register over that row's
+/// taps and stored once, and the loop over a row vectorises.
+#[inline(always)]
+fn depthwise_fixed<const KH: usize, const KW: usize>(
+    (padded, pw, sh, k, dst, (oh, ow)): FixedArgs,
+) {
+    let weights: [[f32; KW]; KH] =
+        std::array::from_fn(|ky| std::array::from_fn(|kx| k[ky * KW + kx]));
+    for (oy, out) in dst.chunks_exact_mut(ow).take(oh).enumerate() {
+        out.fill(0.0);
+        for (ky, weights) in weights.iter().enumerate() {
+            let taps: [&[f32]; KW] =
+                std::array::from_fn(|kx| &padded[(oy * sh + ky) * pw + kx..][..ow]);
+            for (i, o) in out.iter_mut().enumerate() {
+                let mut acc = *o;
+                for kx in 0..KW {
+                    acc += weights[kx] * taps[kx][i];
+                }
+                *o = acc;
+            }
+        }
     }
 }
 
@@ -340,7 +500,7 @@ impl ConvTranspose2d {
                             }
                         }
                     }
-                    finish(plane, self.bias[co], self.activation);
+                    self.activation.apply_with_bias(plane, self.bias[co]);
                 });
         }
         (out, oh, ow)
@@ -389,28 +549,151 @@ fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::
     }
 }
 
-/// `c[m×n] = a[m×k] · b[k×n]`, all row-major.
+/// The number of output columns a convolution handles at a time: the tile
+/// of im2col columns (`depth` values each) stays within about 256 KiB.
+fn column_tile(depth: usize, cols: usize) -> usize {
+    let tile = (64 * 1024 / depth.max(1)).clamp(64, 512) / 16 * 16;
+    tile.min(cols).max(1)
+}
+
+/// A row-major output matrix that several threads fill, each its own tiles.
+struct Tiles<'a> {
+    ptr: *mut f32,
+    len: usize,
+    /// The row length.
+    ld: usize,
+    _data: std::marker::PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: `Tiles` is a `&mut [f32]` handed to threads that write disjoint
+// tiles of it (the contract of `product`); f32 is `Send`.
+#[allow(unsafe_code)]
+unsafe impl Send for Tiles<'_> {}
+#[allow(unsafe_code)]
+unsafe impl Sync for Tiles<'_> {}
+
+impl<'a> Tiles<'a> {
+    fn new(data: &'a mut [f32], ld: usize) -> Self {
+        Self {
+            ptr: data.as_mut_ptr(),
+            len: data.len(),
+            ld,
+            _data: std::marker::PhantomData,
+        }
+    }
+
+    /// Writes `a · b` (`rows × k` times `k × cols`, row-major with the given
+    /// row strides) to the tile at rows `r0..r0 + rows`, columns
+    /// `c0..c0 + cols`, then hands each of the tile's row segments to
+    /// `finish` with its row index within the tile.
+    ///
+    /// # Safety
+    ///
+    /// No other call may touch the same tile while this one runs.
+    #[allow(unsafe_code)]
+    unsafe fn product(
+        &self,
+        (r0, rows): (usize, usize),
+        (c0, cols): (usize, usize),
+        k: usize,
+        (a, lda): (&[f32], usize),
+        (b, ldb): (&[f32], usize),
+        mut finish: impl FnMut(usize, &mut [f32]),
+    ) {
+        if rows == 0 || cols == 0 {
+            return;
+        }
+        assert!(
+            c0 + cols <= self.ld && (r0 + rows - 1) * self.ld + c0 + cols <= self.len,
+            "tile outside the matrix"
+        );
+        let fits = |len: usize, r: usize, c: usize, stride: usize| {
+            stride >= c && len >= (r - 1) * stride + c
+        };
+        assert!(
+            k == 0 || (fits(a.len(), rows, k, lda) && fits(b.len(), k, cols, ldb)),
+            "sgemm: slice too short for its sizes and strides"
+        );
+        // SAFETY: the assertions check that the tile lies inside the matrix
+        // and that every element read lies inside `a` or `b`; the caller
+        // guarantees that nothing else writes the tile meanwhile.
+        unsafe {
+            let dst = self.ptr.add(r0 * self.ld + c0);
+            if k == 0 {
+                for r in 0..rows {
+                    std::slice::from_raw_parts_mut(dst.add(r * self.ld), cols).fill(0.0);
+                }
+            } else {
+                gemm::gemm(
+                    rows,
+                    cols,
+                    k,
+                    dst,
+                    1,
+                    self.ld as isize,
+                    false,
+                    a.as_ptr(),
+                    1,
+                    lda as isize,
+                    b.as_ptr(),
+                    1,
+                    ldb as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            for r in 0..rows {
+                finish(
+                    r,
+                    std::slice::from_raw_parts_mut(dst.add(r * self.ld), cols),
+                );
+            }
+        }
+    }
+}
+
+/// `c[m×n] = a[m×k] · b[k×n]`, all row-major and contiguous.
 pub fn sgemm(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-    assert!(
-        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
-        "sgemm: slice too short"
-    );
+    sgemm_strided((m, n, k), (a, k), (b, n), (c, n), true);
+}
+
+/// `c = a · b` for row-major matrices given as `(slice, row stride)`, with
+/// `(m, n, k)` the sizes; `parallel` lets the product use every thread.
+pub fn sgemm_strided(
+    (m, n, k): (usize, usize, usize),
+    (a, lda): (&[f32], usize),
+    (b, ldb): (&[f32], usize),
+    (c, ldc): (&mut [f32], usize),
+    parallel: bool,
+) {
     if m == 0 || n == 0 {
         return;
     }
+    let fits = |len: usize, rows: usize, cols: usize, stride: usize| {
+        stride >= cols && len >= (rows - 1) * stride + cols
+    };
+    assert!(
+        fits(c.len(), m, n, ldc)
+            && (k == 0 || (fits(a.len(), m, k, lda) && fits(b.len(), k, n, ldb))),
+        "sgemm: slice too short for its sizes and strides"
+    );
     if k == 0 {
-        c[..m * n].fill(0.0);
+        c.chunks_mut(ldc).take(m).for_each(|row| row[..n].fill(0.0));
         return;
     }
     let threads = rayon::current_num_threads();
-    let parallelism = if threads > 1 && m * n * k > 64 * 64 * 64 {
+    let parallelism = if parallel && threads > 1 && m * n * k > 64 * 64 * 64 {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the pointers come from slices whose lengths were checked above
-    // against the row-major strides passed with them; `c` does not alias `a`
-    // or `b` (it is a distinct `&mut`).
+    // SAFETY: the assertion above checks that every element the product
+    // reads or writes, at the given sizes and row strides, lies inside its
+    // slice; `c` is a distinct `&mut`, so it aliases neither `a` nor `b`.
     #[allow(unsafe_code)]
     unsafe {
         gemm::gemm(
@@ -419,14 +702,14 @@ pub fn sgemm(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) 
             k,
             c.as_mut_ptr(),
             1,
-            n as isize,
+            ldc as isize,
             false,
             a.as_ptr(),
             1,
-            k as isize,
+            lda as isize,
             b.as_ptr(),
             1,
-            n as isize,
+            ldb as isize,
             0.0,
             1.0,
             false,

@@ -4,5 +4,6 @@
 pub mod graph;
 pub mod kernels;
 pub mod onnx;
+pub mod simd;
 
 pub use graph::{Graph, GraphError};
