@@ -6,7 +6,7 @@
 use candle_core::{Device, Tensor};
 use criterion::{BenchmarkId, Criterion, criterion_group};
 use ocr_core::nn::Graph;
-use ocr_core::nn::kernels::{Activation, Conv2d};
+use ocr_core::nn::kernels::{Activation, Conv2d, Residual};
 
 fn model(file: &str) -> Graph {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -61,6 +61,7 @@ fn depthwise(c: &mut Criterion) {
         weight: weight.clone(),
         bias: vec![0.0; ch],
         activation: Activation::None,
+        residual: Residual::default(),
     };
     let kernel = Tensor::from_vec(weight, (ch, 1, 3, 3), &Device::Cpu).expect("kernel");
     let mut group = c.benchmark_group("depthwise_3x3_64x160x160");

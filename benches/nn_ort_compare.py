@@ -33,3 +33,6 @@ for tier in ("small", "tiny"):
     bench(f"PP-OCRv6_det_{tier}.onnx", (1, 3, 640, 640))
     bench(f"PP-OCRv6_rec_{tier}.onnx", (1, 3, 48, 320))
     bench(f"PP-OCRv6_rec_{tier}.onnx", (6, 3, 48, 320))
+    # A full page: a 2550×3300 scan's detector input, and a batch of its lines.
+    bench(f"PP-OCRv6_det_{tier}.onnx", (1, 3, 2016, 1536), runs=5)
+    bench(f"PP-OCRv6_rec_{tier}.onnx", (6, 3, 48, 1472), runs=5)

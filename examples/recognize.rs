@@ -6,6 +6,8 @@
 use ocr_core::{DecodeOptions, Engine, InputFile, ModelSize, RecognizeOptions};
 
 fn main() -> anyhow::Result<()> {
+    // Large buffers reused rather than mapped afresh for every operator.
+    ocr_core::nn::retain_freed_memory();
     let path = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "fixtures/images/letter.png".into());

@@ -25,6 +25,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    ocr_core::nn::retain_freed_memory();
     let cli = Cli::parse();
     match cli.command {
         Command::Recognize(args) => recognize::run(args),

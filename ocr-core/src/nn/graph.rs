@@ -10,10 +10,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
 
-use super::kernels::{Activation, Conv2d, ConvTranspose2d};
+use super::kernels::{Activation, Conv2d, ConvTranspose2d, Residual};
 use super::onnx::{self, Attribute, Node, TensorData};
+use super::ops::{self, BinaryOp};
 
 /// An error compiling or running a graph.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +97,9 @@ enum Op {
         shift: Vec<f32>,
     },
     MatMul,
+    /// A product with a constant matrix, maybe with a bias and a softmax over
+    /// the last axis fused in.
+    Linear(Arc<Linear>),
     Softmax {
         axis: i64,
     },
@@ -122,8 +126,16 @@ struct Step {
     free: Vec<usize>,
 }
 
-/// Time spent per operator kind, as [`Graph::run_profiled`] reports it.
-pub type OpTimes = Vec<(&'static str, std::time::Duration)>;
+/// One executed step, as [`Graph::run_profiled`] reports it.
+#[derive(Debug, Clone)]
+pub struct StepTime {
+    /// The operator kind, e.g. `Conv(1x1)`.
+    pub kind: &'static str,
+    /// The dimensions of the first input and of the output.
+    pub input: Vec<usize>,
+    pub output: Vec<usize>,
+    pub time: std::time::Duration,
+}
 
 /// A compiled graph.
 #[derive(Debug)]
@@ -149,20 +161,18 @@ impl Graph {
         self.run_inner(input, None)
     }
 
-    /// Runs the graph and also returns the time each operator kind took, in
-    /// total, slowest first: a profiling aid.
-    pub fn run_profiled(&self, input: Tensor) -> Result<(Tensor, OpTimes), GraphError> {
-        let mut times = HashMap::new();
+    /// Runs the graph and also returns every step with its time, in order:
+    /// a profiling aid.
+    pub fn run_profiled(&self, input: Tensor) -> Result<(Tensor, Vec<StepTime>), GraphError> {
+        let mut times = Vec::new();
         let out = self.run_inner(input, Some(&mut times))?;
-        let mut times: Vec<_> = times.into_iter().collect();
-        times.sort_by_key(|t| std::cmp::Reverse(t.1));
         Ok((out, times))
     }
 
     fn run_inner(
         &self,
         input: Tensor,
-        mut times: Option<&mut HashMap<&'static str, std::time::Duration>>,
+        mut times: Option<&mut Vec<StepTime>>,
     ) -> Result<Tensor, GraphError> {
         let mut slots: Vec<Option<Value>> = vec![None; self.slots];
         for (slot, value) in &self.constants {
@@ -183,7 +193,16 @@ impl Graph {
                 let start = times.as_ref().map(|_| std::time::Instant::now());
                 let value = execute(&step.op, &args)?;
                 if let (Some(times), Some(start)) = (times.as_deref_mut(), start) {
-                    *times.entry(step.op.kind()).or_default() += start.elapsed();
+                    let dims = |v: &Value| match v {
+                        Value::F(t) => t.dims().to_vec(),
+                        Value::I(_, d) => d.clone(),
+                    };
+                    times.push(StepTime {
+                        kind: step.op.kind(),
+                        input: args.first().map(|v| dims(v)).unwrap_or_default(),
+                        output: dims(&value),
+                        time: start.elapsed(),
+                    });
                 }
                 value
             };
@@ -224,6 +243,7 @@ impl Op {
             Op::Concat { .. } => "Concat",
             Op::ChannelAffine { .. } => "BatchNorm",
             Op::MatMul => "MatMul",
+            Op::Linear(_) => "Linear",
             Op::Softmax { .. } => "Softmax",
             Op::Reshape => "Reshape",
             Op::Transpose { .. } => "Transpose",
@@ -242,6 +262,29 @@ fn execute(op: &Op, args: &[&Value]) -> Result<Value, GraphError> {
             .tensor()
     };
     let out = match op {
+        Op::Conv(conv) if args.len() == 2 => {
+            let (x, residual) = (t(0)?, t(1)?);
+            let (n, c, h, w) = x.dims4()?;
+            if c != conv.in_channels {
+                return unsupported(format!(
+                    "conv: {c} input channels, the weights expect {}",
+                    conv.in_channels
+                ));
+            }
+            let out = with_slice(x, |x| {
+                with_slice(residual, |r| {
+                    conv.forward_with_residual(x, n, h, w, Some(r))
+                })
+            })??;
+            let Some((data, oh, ow)) = out else {
+                return unsupported(format!(
+                    "convolution of {:?} with a residual of {:?}",
+                    x.dims(),
+                    residual.dims()
+                ));
+            };
+            Tensor::from_vec(data, (n, conv.out_channels, oh, ow), x.device())?
+        }
         Op::Conv(conv) => t(0)?.contiguous()?.apply_op1_no_bwd(conv.as_ref())?,
         Op::ConvTranspose(conv) => t(0)?.contiguous()?.apply_op1_no_bwd(conv.as_ref())?,
         Op::Binary(kind) => {
@@ -249,6 +292,28 @@ fn execute(op: &Op, args: &[&Value]) -> Result<Value, GraphError> {
                 return int_binary(*kind, a, sa, b, sb);
             }
             let (a, b) = (t(0)?, t(1)?);
+            let fast = match kind {
+                Binary::Add => Some(BinaryOp::Add),
+                Binary::Sub => Some(BinaryOp::Sub),
+                Binary::Mul => Some(BinaryOp::Mul),
+                Binary::Div => Some(BinaryOp::Div),
+                Binary::Pow => None,
+            };
+            if let Some(op) = fast {
+                let out = with_slice(a, |x| {
+                    with_slice(b, |y| {
+                        ops::binary(op, x, a.dims(), y, b.dims(), false)
+                            .map(|v| (v, a.dims().to_vec()))
+                            .or_else(|| {
+                                ops::binary(op, y, b.dims(), x, a.dims(), true)
+                                    .map(|v| (v, b.dims().to_vec()))
+                            })
+                    })
+                })??;
+                if let Some((data, dims)) = out {
+                    return Ok(Value::F(Tensor::from_vec(data, dims, a.device())?));
+                }
+            }
             match kind {
                 Binary::Add => a.broadcast_add(b)?,
                 Binary::Sub => a.broadcast_sub(b)?,
@@ -265,24 +330,13 @@ fn execute(op: &Op, args: &[&Value]) -> Result<Value, GraphError> {
         }
         Op::Activation(act) => {
             let x = t(0)?;
-            let act = *act;
-            match act {
-                Activation::Relu => x.relu()?,
-                _ => {
-                    let shape = x.shape().clone();
-                    let data: Vec<f32> = x
-                        .flatten_all()?
-                        .to_vec1::<f32>()?
-                        .into_iter()
-                        .map(|v| act.apply(v))
-                        .collect();
-                    Tensor::from_vec(data, shape, x.device())?
-                }
-            }
+            let data = with_slice(x, |v| ops::activation(Some(*act), v))?;
+            Tensor::from_vec(data, x.dims(), x.device())?
         }
         Op::Sigmoid => {
             let x = t(0)?;
-            (x.neg()?.exp()? + 1.0)?.recip()?
+            let data = with_slice(x, |v| ops::activation(None, v))?;
+            Tensor::from_vec(data, x.dims(), x.device())?
         }
         Op::Erf => t(0)?.erf()?,
         Op::Sqrt => t(0)?.sqrt()?,
@@ -291,15 +345,15 @@ fn execute(op: &Op, args: &[&Value]) -> Result<Value, GraphError> {
             stride,
             pads,
         } => {
-            let mut x = t(0)?.clone();
-            if pads.iter().any(|&p| p > 0) {
-                // Edge replication equals -inf padding under a max: the
-                // replicated value is already inside the window.
-                x = x
-                    .pad_with_same(2, pads[0], pads[2])?
-                    .pad_with_same(3, pads[1], pads[3])?;
-            }
-            x.max_pool2d_with_stride(*kernel, *stride)?
+            let x = t(0)?;
+            let (n, c, h, w) = x.dims4()?;
+            let Some((data, oh, ow)) = with_slice(x, |v| {
+                ops::max_pool(v, (n, c, h, w), *kernel, *stride, *pads)
+            })?
+            else {
+                return unsupported("MaxPool kernel larger than its padded input");
+            };
+            Tensor::from_vec(data, (n, c, oh, ow), x.device())?
         }
         Op::AveragePool { kernel, stride } => t(0)?.avg_pool2d_with_stride(*kernel, *stride)?,
         Op::GlobalAveragePool => t(0)?.mean_keepdim(3)?.mean_keepdim(2)?,
@@ -322,21 +376,29 @@ fn execute(op: &Op, args: &[&Value]) -> Result<Value, GraphError> {
         }
         Op::ResizeNearest => {
             let x = t(0)?;
-            let (_, _, h, w) = x.dims4()?;
-            let (oh, ow) = match args.len() {
+            let (n, c, h, w) = x.dims4()?;
+            let (oh, ow, scales) = match args.len() {
                 n if n >= 4 => {
                     let sizes = args[3].ints()?;
-                    (sizes[2] as usize, sizes[3] as usize)
+                    let (oh, ow) = (sizes[2] as usize, sizes[3] as usize);
+                    (oh, ow, (oh as f32 / h as f32, ow as f32 / w as f32))
                 }
                 _ => {
                     let scales = args[2].tensor()?.to_vec1::<f32>()?;
                     (
                         (h as f32 * scales[2]).floor() as usize,
                         (w as f32 * scales[3]).floor() as usize,
+                        (scales[2], scales[3]),
                     )
                 }
             };
-            x.upsample_nearest2d(oh, ow)?
+            if h == 0 || w == 0 || scales.0 <= 0.0 || scales.1 <= 0.0 {
+                return unsupported("Resize of an empty tensor or by a non-positive scale");
+            }
+            let data = with_slice(x, |v| {
+                ops::resize_nearest(v, (n, c, h, w), (oh, ow), scales)
+            })?;
+            Tensor::from_vec(data, (n, c, oh, ow), x.device())?
         }
         Op::Concat { axis: a } => {
             if let Value::I(..) = args[0] {
@@ -347,10 +409,24 @@ fn execute(op: &Op, args: &[&Value]) -> Result<Value, GraphError> {
                 let n = all.len();
                 return Ok(Value::I(all, vec![n]));
             }
-            let tensors: Vec<&Tensor> =
-                args.iter().map(|v| v.tensor()).collect::<Result<_, _>>()?;
+            let tensors: Vec<Tensor> = args
+                .iter()
+                .map(|v| v.tensor().and_then(|t| Ok(t.contiguous()?)))
+                .collect::<Result<_, _>>()?;
             let a = axis(*a, tensors[0].rank())?;
-            Tensor::cat(&tensors, a)?
+            let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
+            let mut inputs = Vec::with_capacity(tensors.len());
+            for ((storage, layout), t) in guards.iter().zip(&tensors) {
+                inputs.push((cpu_f32(storage, layout)?, t.dims()));
+            }
+            match ops::concat(&inputs, a) {
+                Some((data, dims)) => Tensor::from_vec(data, dims, tensors[0].device())?,
+                None => {
+                    drop(inputs);
+                    drop(guards);
+                    Tensor::cat(&tensors, a)?
+                }
+            }
         }
         Op::ChannelAffine { scale, shift } => {
             let x = t(0)?;
@@ -359,6 +435,21 @@ fn execute(op: &Op, args: &[&Value]) -> Result<Value, GraphError> {
             let s = Tensor::from_slice(scale, dims.as_slice(), x.device())?;
             let b = Tensor::from_slice(shift, dims.as_slice(), x.device())?;
             x.broadcast_mul(&s)?.broadcast_add(&b)?
+        }
+        Op::Linear(linear) => {
+            let x = t(0)?;
+            let mut dims = x.dims().to_vec();
+            if dims.last() != Some(&linear.k) {
+                return unsupported(format!(
+                    "MatMul of {dims:?} by a {}×{} matrix",
+                    linear.k, linear.n
+                ));
+            }
+            let data = with_slice(x, |v| linear.forward(v))?;
+            if let Some(last) = dims.last_mut() {
+                *last = linear.n;
+            }
+            Tensor::from_vec(data, dims, x.device())?
         }
         Op::MatMul => {
             let (a, b) = (t(0)?.contiguous()?, t(1)?.contiguous()?);
@@ -377,9 +468,15 @@ fn execute(op: &Op, args: &[&Value]) -> Result<Value, GraphError> {
         Op::Softmax { axis: a } => {
             let x = t(0)?;
             let a = axis(*a, x.rank())?;
-            let max = x.max_keepdim(a)?;
-            let e = x.broadcast_sub(&max)?.exp()?;
-            e.broadcast_div(&e.sum_keepdim(a)?)?
+            if a + 1 == x.rank() {
+                let row = x.dim(a)?;
+                let data = with_slice(x, |v| ops::softmax_last(v, row))?;
+                Tensor::from_vec(data, x.dims(), x.device())?
+            } else {
+                let max = x.max_keepdim(a)?;
+                let e = x.broadcast_sub(&max)?.exp()?;
+                e.broadcast_div(&e.sum_keepdim(a)?)?
+            }
         }
         Op::Reshape => {
             let shape = args[1].ints()?;
@@ -472,6 +569,27 @@ fn execute(op: &Op, args: &[&Value]) -> Result<Value, GraphError> {
         }
     };
     Ok(Value::F(out))
+}
+
+/// Calls `f` with the tensor's f32 values, contiguous.
+fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R, GraphError> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    Ok(f(cpu_f32(&storage, layout)?))
+}
+
+/// The f32 values of a contiguous CPU tensor's storage.
+fn cpu_f32<'a>(
+    storage: &'a Storage,
+    layout: &candle_core::Layout,
+) -> Result<&'a [f32], GraphError> {
+    let Storage::Cpu(CpuStorage::F32(data)) = storage else {
+        return unsupported("expected an f32 tensor on the CPU");
+    };
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => unsupported("expected a contiguous tensor"),
+    }
 }
 
 fn int_binary(
@@ -589,6 +707,50 @@ fn resolve_shape(shape: &[i64], input: &[usize], count: usize) -> Result<Vec<usi
         return unsupported(format!("Reshape of {count} values to {dims:?}"));
     }
     Ok(dims)
+}
+
+/// `x · W (+ bias) (then softmax over each row)` for a constant `W`.
+#[derive(Debug)]
+pub struct Linear {
+    k: usize,
+    n: usize,
+    /// `k × n`, row-major.
+    weight: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    softmax: bool,
+}
+
+impl Linear {
+    /// Applies the layer to rows of `k` values. The rows are split into
+    /// blocks, one matrix product each, and the bias and softmax run on a
+    /// block while it is in cache.
+    fn forward(&self, x: &[f32]) -> Vec<f32> {
+        use rayon::prelude::*;
+        let rows = x.len() / self.k.max(1);
+        let mut out = vec![0f32; rows * self.n];
+        let block = rows.div_ceil(4 * rayon::current_num_threads()).max(1);
+        out.par_chunks_mut(block * self.n)
+            .zip(x.par_chunks(block * self.k))
+            .for_each(|(dst, src)| {
+                let m = src.len() / self.k.max(1);
+                super::kernels::sgemm_strided(
+                    (m, self.n, self.k),
+                    (src, self.k),
+                    (&self.weight, self.n),
+                    (dst, self.n),
+                    false,
+                );
+                if let Some(bias) = &self.bias {
+                    for row in dst.chunks_exact_mut(self.n) {
+                        ops::add_in_place(row, bias);
+                    }
+                }
+                if self.softmax {
+                    ops::softmax_rows(dst, self.n);
+                }
+            });
+        out
+    }
 }
 
 /// Turns the decoded ONNX graph into steps.
@@ -763,6 +925,12 @@ impl Compiler {
         graph_outputs: &[String],
     ) -> Result<Vec<(Op, Vec<String>, String)>, GraphError> {
         let users = self.users();
+        let mut producer: HashMap<String, usize> = HashMap::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            for o in node.iter().flat_map(|n| &n.outputs) {
+                producer.insert(o.clone(), i);
+            }
+        }
         let mut steps = Vec::new();
         for i in 0..self.nodes.len() {
             let Some(node) = self.nodes[i].take() else {
@@ -773,8 +941,9 @@ impl Compiler {
                 "Conv" => {
                     let mut conv = self.conv(&node)?;
                     let mut out = out.clone();
-                    // Absorb bias, batch norm and activation while the
-                    // convolution's output has no other user.
+                    // Absorb bias, batch norm, activation and a residual
+                    // Add while the convolution's output has no other user.
+                    let mut residual: Option<String> = None;
                     loop {
                         if graph_outputs.contains(&out) {
                             break;
@@ -785,19 +954,35 @@ impl Compiler {
                         let Some(next) = self.nodes[*j].as_ref() else {
                             break;
                         };
-                        if conv.activation != Activation::None {
-                            break;
-                        }
+                        let plain = conv.activation == Activation::None && residual.is_none();
+                        let other = Self::other_input(next, &out);
                         let absorbed = match next.op_type.as_str() {
-                            "Add" => match Self::other_input(next, &out).map(|b| self.const_f32(b))
-                            {
-                                Some(Ok((_, b))) if b.len() == conv.out_channels => {
+                            "Add" => match other.map(|b| (b, self.const_f32(b))) {
+                                Some((_, Ok((_, b))))
+                                    if b.len() == conv.out_channels
+                                        && conv.activation == Activation::None =>
+                                {
                                     conv.bias.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                                    true
+                                }
+                                // A residual computed before this convolution
+                                // (or the graph input) can be added in its
+                                // output pass.
+                                Some((r, Err(_)))
+                                    if residual.is_none()
+                                        && producer.get(r).is_none_or(|&p| p < i) =>
+                                {
+                                    conv.residual = if conv.activation == Activation::None {
+                                        Residual::BeforeActivation
+                                    } else {
+                                        Residual::AfterActivation
+                                    };
+                                    residual = Some(r.to_string());
                                     true
                                 }
                                 _ => false,
                             },
-                            "BatchNormalization" => {
+                            "BatchNormalization" if plain => {
                                 let (scale, shift) = self.batch_norm(next)?;
                                 let per = conv.weight.len() / conv.out_channels;
                                 for c in 0..conv.out_channels {
@@ -808,16 +993,14 @@ impl Compiler {
                                 }
                                 true
                             }
-                            "Relu" => {
-                                conv.activation = Activation::Relu;
-                                true
-                            }
-                            "HardSwish" => {
-                                conv.activation = Activation::HardSwish;
-                                true
-                            }
-                            "Gelu" => {
-                                conv.activation = Activation::Gelu;
+                            "Relu" | "HardSwish" | "Gelu"
+                                if conv.activation == Activation::None =>
+                            {
+                                conv.activation = match next.op_type.as_str() {
+                                    "Relu" => Activation::Relu,
+                                    "HardSwish" => Activation::HardSwish,
+                                    _ => Activation::Gelu,
+                                };
                                 true
                             }
                             _ => false,
@@ -830,7 +1013,9 @@ impl Compiler {
                             .ok_or_else(|| GraphError::Unsupported("fused node vanished".into()))?;
                         out = next.outputs[0].clone();
                     }
-                    steps.push((Op::Conv(Arc::new(conv)), vec![node.inputs[0].clone()], out));
+                    let mut inputs = vec![node.inputs[0].clone()];
+                    inputs.extend(residual);
+                    steps.push((Op::Conv(Arc::new(conv)), inputs, out));
                     continue;
                 }
                 "ConvTranspose" => {
@@ -951,7 +1136,56 @@ impl Compiler {
                     let (scale, shift) = self.batch_norm(&node)?;
                     Op::ChannelAffine { scale, shift }
                 }
-                "MatMul" => Op::MatMul,
+                "MatMul" => match self.const_f32(&node.inputs[1]) {
+                    Ok((dims, w)) if dims.len() == 2 => {
+                        let mut linear = Linear {
+                            k: dims[0],
+                            n: dims[1],
+                            weight: w.to_vec(),
+                            bias: None,
+                            softmax: false,
+                        };
+                        // Absorb a bias Add, then a softmax over the last
+                        // axis, while each output has a single user.
+                        let mut out = out.clone();
+                        let only_user = |name: &String| -> Option<usize> {
+                            if graph_outputs.contains(name) {
+                                return None;
+                            }
+                            match users.get(name).map(Vec::as_slice) {
+                                Some([j]) => Some(*j),
+                                _ => None,
+                            }
+                        };
+                        if let Some(j) = only_user(&out)
+                            && let Some(next) = self.nodes[j].as_ref()
+                            && next.op_type == "Add"
+                            && let Some(Ok((_, b))) =
+                                Self::other_input(next, &out).map(|b| self.const_f32(b))
+                            && b.len() == linear.n
+                        {
+                            linear.bias = Some(b.to_vec());
+                            out = next.outputs[0].clone();
+                            self.nodes[j] = None;
+                        }
+                        if let Some(j) = only_user(&out)
+                            && let Some(next) = self.nodes[j].as_ref()
+                            && next.op_type == "Softmax"
+                            && next.int("axis").unwrap_or(-1) == -1
+                        {
+                            linear.softmax = true;
+                            out = next.outputs[0].clone();
+                            self.nodes[j] = None;
+                        }
+                        steps.push((
+                            Op::Linear(Arc::new(linear)),
+                            vec![node.inputs[0].clone()],
+                            out,
+                        ));
+                        continue;
+                    }
+                    _ => Op::MatMul,
+                },
                 "Softmax" => Op::Softmax {
                     axis: node.int("axis").unwrap_or(-1),
                 },
@@ -1058,6 +1292,7 @@ impl Compiler {
             weight: w.to_vec(),
             bias,
             activation: Activation::None,
+            residual: Residual::default(),
         })
     }
 

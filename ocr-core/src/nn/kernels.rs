@@ -82,6 +82,18 @@ pub struct Conv2d {
     pub weight: Vec<f32>,
     pub bias: Vec<f32>,
     pub activation: Activation,
+    /// Where a residual input, if the graph fused one in, is added.
+    pub residual: Residual,
+}
+
+/// Where a convolution adds the residual tensor passed to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Residual {
+    /// `act(conv + bias + residual)`.
+    #[default]
+    BeforeActivation,
+    /// `act(conv + bias) + residual`.
+    AfterActivation,
 }
 
 impl Conv2d {
@@ -113,7 +125,40 @@ impl Conv2d {
         h: usize,
         w: usize,
     ) -> Option<(Vec<f32>, usize, usize)> {
+        self.forward_with_residual(input, n, h, w, None)
+    }
+
+    /// Bias, activation and the residual (laid out like the output) on a
+    /// stretch of output values of one channel.
+    fn finish(&self, values: &mut [f32], bias: f32, residual: Option<&[f32]>) {
+        match (residual, self.residual) {
+            (None, _) => self.activation.apply_with_bias(values, bias),
+            (Some(r), Residual::BeforeActivation) => {
+                super::ops::add_in_place(values, r);
+                self.activation.apply_with_bias(values, bias);
+            }
+            (Some(r), Residual::AfterActivation) => {
+                self.activation.apply_with_bias(values, bias);
+                super::ops::add_in_place(values, r);
+            }
+        }
+    }
+
+    /// [`Conv2d::forward`], adding `residual` (the output's size) as
+    /// [`Conv2d::residual`] says. `None` if the input is smaller than the
+    /// kernel or the residual has the wrong size.
+    pub fn forward_with_residual(
+        &self,
+        input: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        residual: Option<&[f32]>,
+    ) -> Option<(Vec<f32>, usize, usize)> {
         let (oh, ow) = self.output_size(h, w)?;
+        if residual.is_some_and(|r| r.len() != n * self.out_channels * oh * ow) {
+            return None;
+        }
         let mut out = vec![0f32; n * self.out_channels * oh * ow];
         let in_image = self.in_channels * h * w;
         if self.is_depthwise() {
@@ -133,11 +178,12 @@ impl Conv2d {
                         (oh, ow),
                         padded,
                     );
-                    self.activation.apply_with_bias(dst, self.bias[c]);
+                    let res = residual.map(|r| &r[plane * oh * ow..][..oh * ow]);
+                    self.finish(dst, self.bias[c], res);
                 },
             );
         } else {
-            self.forward_gemm(input, n, h, w, &mut out, oh, ow);
+            self.forward_gemm(input, (n, h, w), &mut out, (oh, ow), residual);
         }
         Some((out, oh, ow))
     }
@@ -150,16 +196,13 @@ impl Conv2d {
     /// range of output channels (rows). Each tile builds its columns (a 1×1
     /// convolution reads them from the input directly), multiplies, and
     /// applies the bias and activation while the tile is still in cache.
-    #[allow(clippy::too_many_arguments)]
     fn forward_gemm(
         &self,
         input: &[f32],
-        n: usize,
-        h: usize,
-        w: usize,
+        (n, h, w): (usize, usize, usize),
         out: &mut [f32],
-        oh: usize,
-        ow: usize,
+        (oh, ow): (usize, usize),
+        residual: Option<&[f32]>,
     ) {
         let (kh, kw) = self.kernel;
         let cols = oh * ow;
@@ -212,7 +255,8 @@ impl Conv2d {
                         (weight, depth),
                         (b, ldb),
                         |r, v| {
-                            self.activation.apply_with_bias(v, self.bias[co0 + r]);
+                            let res = residual.map(|res| &res[(first_row + r) * cols + c0..][..tn]);
+                            self.finish(v, self.bias[co0 + r], res);
                         },
                     );
                 }

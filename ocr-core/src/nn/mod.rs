@@ -3,7 +3,10 @@
 
 pub mod graph;
 pub mod kernels;
+pub mod memory;
 pub mod onnx;
+pub mod ops;
 pub mod simd;
 
-pub use graph::{Graph, GraphError};
+pub use graph::{Graph, GraphError, StepTime};
+pub use memory::retain_freed_memory;
