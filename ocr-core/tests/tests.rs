@@ -4,6 +4,7 @@ mod support;
 
 mod hostile;
 mod images;
+mod kernels;
 mod parity;
 mod pdf;
 mod recognize;
