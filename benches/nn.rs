@@ -25,6 +25,7 @@ fn input(dims: &[usize]) -> Tensor {
 }
 
 fn models(c: &mut Criterion) {
+    ocr_core::nn::retain_freed_memory();
     let mut group = c.benchmark_group("nn");
     group.sample_size(10);
     for tier in ["small", "tiny"] {
@@ -40,6 +41,16 @@ fn models(c: &mut Criterion) {
         });
         let x = input(&[6, 3, 48, 320]);
         group.bench_function(BenchmarkId::new(format!("rec_{tier}"), "6x48x320"), |b| {
+            b.iter(|| rec.run(x.clone()).expect("rec"))
+        });
+        // A full page: a 2550×3300 scan's detector input, and a batch of six
+        // of its lines.
+        let x = input(&[1, 3, 2016, 1536]);
+        group.bench_function(BenchmarkId::new(format!("det_{tier}"), "2016x1536"), |b| {
+            b.iter(|| det.run(x.clone()).expect("det"))
+        });
+        let x = input(&[6, 3, 48, 1472]);
+        group.bench_function(BenchmarkId::new(format!("rec_{tier}"), "6x48x1472"), |b| {
             b.iter(|| rec.run(x.clone()).expect("rec"))
         });
     }
