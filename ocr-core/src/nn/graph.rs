@@ -445,11 +445,22 @@ fn execute(op: &Op, args: &[&Value]) -> Result<Value, GraphError> {
                     linear.k, linear.n
                 ));
             }
-            let data = with_slice(x, |v| linear.forward(v))?;
-            if let Some(last) = dims.last_mut() {
-                *last = linear.n;
+            let softmax_axis = linear
+                .softmax
+                .map(|a| axis(a, dims.len()))
+                .transpose()?;
+            let last = dims.len() - 1;
+            let data = with_slice(x, |v| linear.forward(v, softmax_axis == Some(last)))?;
+            dims[last] = linear.n;
+            let y = Tensor::from_vec(data, dims, x.device())?;
+            match softmax_axis {
+                Some(a) if a != last => {
+                    let max = y.max_keepdim(a)?;
+                    let e = y.broadcast_sub(&max)?.exp()?;
+                    e.broadcast_div(&e.sum_keepdim(a)?)?
+                }
+                _ => y,
             }
-            Tensor::from_vec(data, dims, x.device())?
         }
         Op::MatMul => {
             let (a, b) = (t(0)?.contiguous()?, t(1)?.contiguous()?);
@@ -717,14 +728,16 @@ pub struct Linear {
     /// `k × n`, row-major.
     weight: Vec<f32>,
     bias: Option<Vec<f32>>,
-    softmax: bool,
+    /// The axis of a fused softmax; it runs in the layer's pass only when
+    /// that is the last axis, and as a separate step otherwise.
+    softmax: Option<i64>,
 }
 
 impl Linear {
     /// Applies the layer to rows of `k` values. The rows are split into
     /// blocks, one matrix product each, and the bias and softmax run on a
     /// block while it is in cache.
-    fn forward(&self, x: &[f32]) -> Vec<f32> {
+    fn forward(&self, x: &[f32], softmax: bool) -> Vec<f32> {
         use rayon::prelude::*;
         let rows = x.len() / self.k.max(1);
         let mut out = vec![0f32; rows * self.n];
@@ -745,7 +758,7 @@ impl Linear {
                         ops::add_in_place(row, bias);
                     }
                 }
-                if self.softmax {
+                if softmax {
                     ops::softmax_rows(dst, self.n);
                 }
             });
@@ -1143,7 +1156,7 @@ impl Compiler {
                             n: dims[1],
                             weight: w.to_vec(),
                             bias: None,
-                            softmax: false,
+                            softmax: None,
                         };
                         // Absorb a bias Add, then a softmax over the last
                         // axis, while each output has a single user.
@@ -1171,9 +1184,8 @@ impl Compiler {
                         if let Some(j) = only_user(&out)
                             && let Some(next) = self.nodes[j].as_ref()
                             && next.op_type == "Softmax"
-                            && next.int("axis").unwrap_or(-1) == -1
                         {
-                            linear.softmax = true;
+                            linear.softmax = Some(next.int("axis").unwrap_or(-1));
                             out = next.outputs[0].clone();
                             self.nodes[j] = None;
                         }
