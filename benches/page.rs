@@ -16,7 +16,8 @@ fn page(c: &mut Criterion) {
         let engine = Engine::load_default(size).expect("models");
         group.bench_function(BenchmarkId::new("recognize_2550x3300", name), |b| {
             b.iter(|| {
-                let file = InputFile::open(bytes.clone(), DecodeOptions::default()).expect("decode");
+                let file =
+                    InputFile::open(bytes.clone(), DecodeOptions::default()).expect("decode");
                 let doc = engine
                     .recognize(&file, &RecognizeOptions::default(), |_, _| {})
                     .expect("recognize");

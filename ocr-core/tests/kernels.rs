@@ -7,9 +7,7 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a failure should panic with the value
 
-use ocr_core::nn::kernels::{
-    Activation, Conv2d, ConvTranspose2d, Residual, sgemm, sgemm_strided,
-};
+use ocr_core::nn::kernels::{Activation, Conv2d, ConvTranspose2d, Residual, sgemm, sgemm_strided};
 use ocr_core::nn::simd;
 
 /// Deterministic values in [-1, 1).
@@ -68,6 +66,7 @@ fn reference_activation(act: Activation, x: f32) -> f32 {
             let x = x as f64;
             (0.5 * x * (1.0 + erf64(x / std::f64::consts::SQRT_2))) as f32
         }
+        Activation::Sigmoid => (1.0 / (1.0 + (-x as f64).exp())) as f32,
     }
 }
 
@@ -118,7 +117,10 @@ fn conv_for(case: &Case, activation: Activation) -> Conv2d {
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// Runs a case with every activation and both residual orders.
@@ -134,6 +136,7 @@ fn check(case: Case) {
             beta: 0.5,
         },
         Activation::Gelu,
+        Activation::Sigmoid,
     ] {
         let mut conv = conv_for(&case, activation);
         let (linear, oh, ow) = naive_conv(&conv, &x, case.n, h, w);
@@ -296,9 +299,11 @@ fn transposed_convolution_matches_reference() {
     // ONNX layout [in, out, kh, kw].
     let weight = values(cin * cout * k * k, 2);
     let bias = values(cout, 9);
-    let conv = ConvTranspose2d::new(cin, cout, (k, k), &weight, bias.clone());
+    let mut conv = ConvTranspose2d::new(cin, cout, (k, k), &weight, bias.clone());
     let x = values(n * cin * h * w, 4);
     let (got, oh, ow) = conv.forward(&x, n, h, w);
+    conv.activation = Activation::Sigmoid;
+    let (squashed, _, _) = conv.forward(&x, n, h, w);
     assert_eq!((oh, ow), (h * k, w * k));
     let mut expected = vec![0f32; n * cout * oh * ow];
     for img in 0..n {
@@ -321,6 +326,11 @@ fn transposed_convolution_matches_reference() {
         }
     }
     assert!(max_diff(&got, &expected) < 1e-5);
+    let expected: Vec<f32> = expected
+        .iter()
+        .map(|&v| reference_activation(Activation::Sigmoid, v))
+        .collect();
+    assert!(max_diff(&squashed, &expected) < 1e-5);
 }
 
 #[test]
@@ -351,7 +361,13 @@ fn strided_matrix_product_matches_reference() {
 #[should_panic(expected = "slice too short")]
 fn matrix_product_checks_its_bounds() {
     let mut c = vec![0f32; 4];
-    sgemm_strided((2, 2, 2), (&[1.0; 3], 2), (&[1.0; 4], 2), (&mut c, 2), false);
+    sgemm_strided(
+        (2, 2, 2),
+        (&[1.0; 3], 2),
+        (&[1.0; 4], 2),
+        (&mut c, 2),
+        false,
+    );
 }
 
 #[test]

@@ -445,10 +445,7 @@ fn execute(op: &Op, args: &[&Value]) -> Result<Value, GraphError> {
                     linear.k, linear.n
                 ));
             }
-            let softmax_axis = linear
-                .softmax
-                .map(|a| axis(a, dims.len()))
-                .transpose()?;
+            let softmax_axis = linear.softmax.map(|a| axis(a, dims.len())).transpose()?;
             let last = dims.len() - 1;
             let data = with_slice(x, |v| linear.forward(v, softmax_axis == Some(last)))?;
             dims[last] = linear.n;
@@ -1054,7 +1051,49 @@ impl Compiler {
                         Some(b) if !b.is_empty() => self.const_f32(b)?.1.to_vec(),
                         _ => vec![0.0; cout],
                     };
-                    Op::ConvTranspose(Arc::new(ConvTranspose2d::new(cin, cout, (kh, kw), w, bias)))
+                    let mut conv = ConvTranspose2d::new(cin, cout, (kh, kw), w, bias);
+                    // Absorb a bias Add, then an activation, while the output
+                    // has a single user.
+                    let mut out = out.clone();
+                    loop {
+                        if graph_outputs.contains(&out) {
+                            break;
+                        }
+                        let Some([j]) = users.get(&out).map(Vec::as_slice) else {
+                            break;
+                        };
+                        let Some(next) = self.nodes[*j].as_ref() else {
+                            break;
+                        };
+                        let bias = match Self::other_input(next, &out).map(|b| self.const_f32(b)) {
+                            Some(Ok((_, b))) if next.op_type == "Add" && b.len() == cout => Some(b),
+                            _ => None,
+                        };
+                        let activation = match next.op_type.as_str() {
+                            "Relu" => Some(Activation::Relu),
+                            "Sigmoid" => Some(Activation::Sigmoid),
+                            _ => None,
+                        };
+                        match (bias, activation) {
+                            (Some(b), _) if conv.activation == Activation::None => {
+                                conv.bias.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                            }
+                            (_, Some(a)) if conv.activation == Activation::None => {
+                                conv.activation = a;
+                            }
+                            _ => break,
+                        }
+                        let next = self.nodes[*j]
+                            .take()
+                            .ok_or_else(|| GraphError::Unsupported("fused node vanished".into()))?;
+                        out = next.outputs[0].clone();
+                    }
+                    steps.push((
+                        Op::ConvTranspose(Arc::new(conv)),
+                        vec![node.inputs[0].clone()],
+                        out,
+                    ));
+                    continue;
                 }
                 "Add" => Op::Binary(Binary::Add),
                 "Sub" => Op::Binary(Binary::Sub),

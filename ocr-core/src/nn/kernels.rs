@@ -17,7 +17,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use rayon::prelude::*;
 
-use super::simd::{gelu, hard_swish, multiversion};
+use super::simd::{gelu, hard_swish, multiversion, sigmoid};
 
 /// An activation fused into a convolution's output.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,6 +33,8 @@ pub enum Activation {
     },
     /// `0.5 * x * (1 + erf(x / sqrt 2))`.
     Gelu,
+    /// `1 / (1 + e^-x)`.
+    Sigmoid,
 }
 
 impl Activation {
@@ -44,6 +46,7 @@ impl Activation {
             Activation::HardSwish => hard_swish(x),
             Activation::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
             Activation::Gelu => gelu(x),
+            Activation::Sigmoid => sigmoid(x),
         }
     }
 
@@ -64,6 +67,7 @@ multiversion! {
                 .iter_mut()
                 .for_each(|v| *v = (alpha * (*v + bias) + beta).clamp(0.0, 1.0)),
             Activation::Gelu => values.iter_mut().for_each(|v| *v = gelu(*v + bias)),
+            Activation::Sigmoid => values.iter_mut().for_each(|v| *v = sigmoid(*v + bias)),
         }
     }
 }
