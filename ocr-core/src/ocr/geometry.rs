@@ -398,31 +398,41 @@ pub fn resize_normalize(
     let sx = iw as f32 / out_w as f32;
     let sy = ih as f32 / out_h as f32;
     let plane = out_h * dst_stride_w;
-    let xs: Vec<(usize, usize, f32)> = (0..out_w)
-        .map(|x| {
-            let fx = ((x as f32 + 0.5) * sx - 0.5).max(0.0);
-            let x0 = (fx.floor() as usize).min(iw - 1);
-            let x1 = (x0 + 1).min(iw - 1);
-            (x0, x1, fx - x0 as f32)
-        })
+    // OpenCV's INTER_LINEAR on 8-bit images works in fixed point: weights
+    // rounded (half to even) to 1/2048, the horizontal pass kept as
+    // integers, the result rounded back to 8 bits. The reference pipelines
+    // feed the networks those 8-bit values, so they are reproduced exactly
+    // here (checked against cv2 in the tests).
+    const ONE: i32 = 2048;
+    let weights = |f: f32, size: usize| -> (usize, usize, i32) {
+        let f = f.max(0.0);
+        let i0 = (f.floor() as usize).min(size - 1);
+        let frac = if i0 + 1 >= size { 0.0 } else { f - i0 as f32 };
+        let w0 = ((1.0 - frac) * ONE as f32).round_ties_even() as i32;
+        (i0, (i0 + 1).min(size - 1), w0)
+    };
+    let xs: Vec<(usize, usize, i32)> = (0..out_w)
+        .map(|x| weights((x as f32 + 0.5) * sx - 0.5, iw))
         .collect();
     let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * std[c]));
     let offset: [f32; 3] = std::array::from_fn(|c| -mean[c] / std[c]);
     for y in 0..out_h {
-        let fy = ((y as f32 + 0.5) * sy - 0.5).max(0.0);
-        let y0 = (fy.floor() as usize).min(ih - 1);
-        let y1 = (y0 + 1).min(ih - 1);
-        let ay = fy - y0 as f32;
+        let (y0, y1, wy0) = weights((y as f32 + 0.5) * sy - 0.5, ih);
+        let wy1 = ONE - wy0;
         let r0 = &raw[y0 * iw * 3..][..iw * 3];
         let r1 = &raw[y1 * iw * 3..][..iw * 3];
-        for (x, &(x0, x1, ax)) in xs.iter().enumerate() {
+        for (x, &(x0, x1, wx0)) in xs.iter().enumerate() {
+            let wx1 = ONE - wx0;
             for c in 0..3 {
-                let top = f32::from(r0[x0 * 3 + c]) * (1.0 - ax) + f32::from(r0[x1 * 3 + c]) * ax;
-                let bottom =
-                    f32::from(r1[x0 * 3 + c]) * (1.0 - ax) + f32::from(r1[x1 * 3 + c]) * ax;
-                let v = top * (1.0 - ay) + bottom * ay;
+                let top = i32::from(r0[x0 * 3 + c]) * wx0 + i32::from(r0[x1 * 3 + c]) * wx1;
+                let bottom = i32::from(r1[x0 * 3 + c]) * wx0 + i32::from(r1[x1 * 3 + c]) * wx1;
+                // OpenCV's vertical pass (its vector form, which it uses
+                // for every width): 16-bit high products, then a rounding
+                // shift by 2.
+                let hi = |s: i32, w: i32| ((s >> 4).min(i16::MAX as i32) * w) >> 16;
+                let v = ((hi(top, wy0) + hi(bottom, wy1) + 2) >> 2).clamp(0, 255);
                 let oc = if bgr { 2 - c } else { c };
-                dst[oc * plane + y * dst_stride_w + x] = v * scale[oc] + offset[oc];
+                dst[oc * plane + y * dst_stride_w + x] = v as f32 * scale[oc] + offset[oc];
             }
         }
     }
@@ -431,6 +441,44 @@ pub fn resize_normalize(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `cv2.resize` (OpenCV 5.0, INTER_LINEAR) of a 13×7 pattern to 11×4
+    /// and 5×3: the values the reference pipelines feed their networks.
+    #[test]
+    fn resize_matches_opencv_bit_for_bit() {
+        let image = RgbImage::from_fn(13, 7, |x, y| {
+            image::Rgb(std::array::from_fn(|c| {
+                ((x * 37 + y * 11 + c as u32 * 50) % 256) as u8
+            }))
+        });
+        let expected_11x4: [u8; 132] = [
+            7, 57, 107, 51, 101, 151, 95, 145, 195, 139, 189, 177, 182, 232, 55, 226, 20, 70, 14,
+            64, 114, 57, 107, 157, 101, 151, 201, 145, 195, 175, 189, 239, 47, 27, 77, 127, 70,
+            120, 170, 114, 164, 214, 158, 208, 95, 201, 42, 45, 245, 39, 89, 33, 83, 133, 77, 127,
+            177, 121, 171, 221, 164, 214, 78, 208, 25, 52, 46, 96, 146, 90, 140, 190, 133, 183,
+            233, 177, 227, 114, 221, 61, 65, 41, 59, 109, 52, 102, 152, 96, 146, 196, 140, 190,
+            118, 183, 233, 36, 227, 44, 71, 65, 115, 165, 109, 159, 209, 153, 203, 136, 196, 145,
+            40, 240, 51, 84, 28, 78, 128, 72, 122, 172, 115, 165, 215, 159, 209, 119, 203, 66, 47,
+            246, 40, 90,
+        ];
+        let expected_5x3: [u8; 45] = [
+            37, 87, 137, 133, 183, 165, 229, 23, 73, 69, 119, 169, 166, 216, 78, 63, 113, 163, 159,
+            209, 156, 255, 49, 99, 95, 145, 195, 191, 190, 35, 88, 138, 188, 184, 200, 28, 24, 75,
+            125, 121, 171, 221, 217, 11, 61,
+        ];
+        for (w, h, expected) in [(11, 4, &expected_11x4[..]), (5, 3, &expected_5x3[..])] {
+            let mut dst = vec![0f32; 3 * w * h];
+            resize_normalize(&image, w, h, [0.0; 3], [1.0; 3], false, &mut dst, w);
+            for y in 0..h {
+                for x in 0..w {
+                    for c in 0..3 {
+                        let got = (dst[c * w * h + y * w + x] * 255.0).round() as u8;
+                        assert_eq!(got, expected[(y * w + x) * 3 + c], "{w}x{h} at {x},{y},{c}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn min_area_rect_of_a_tilted_rectangle_is_tight() {
