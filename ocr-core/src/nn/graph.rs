@@ -70,7 +70,6 @@ enum Op {
     ConvTranspose(Arc<ConvTranspose2d>),
     Binary(Binary),
     Activation(Activation),
-    Sigmoid,
     Erf,
     Sqrt,
     MaxPool {
@@ -232,7 +231,6 @@ impl Op {
             Op::Binary(Binary::Div) => "Div",
             Op::Binary(Binary::Pow) => "Pow",
             Op::Activation(_) => "Activation",
-            Op::Sigmoid => "Sigmoid",
             Op::Erf => "Erf",
             Op::Sqrt => "Sqrt",
             Op::MaxPool { .. } => "MaxPool",
@@ -330,12 +328,7 @@ fn execute(op: &Op, args: &[&Value]) -> Result<Value, GraphError> {
         }
         Op::Activation(act) => {
             let x = t(0)?;
-            let data = with_slice(x, |v| ops::activation(Some(*act), v))?;
-            Tensor::from_vec(data, x.dims(), x.device())?
-        }
-        Op::Sigmoid => {
-            let x = t(0)?;
-            let data = with_slice(x, |v| ops::activation(None, v))?;
+            let data = with_slice(x, |v| ops::activation(*act, v))?;
             Tensor::from_vec(data, x.dims(), x.device())?
         }
         Op::Erf => t(0)?.erf()?,
@@ -414,18 +407,18 @@ fn execute(op: &Op, args: &[&Value]) -> Result<Value, GraphError> {
                 .map(|v| v.tensor().and_then(|t| Ok(t.contiguous()?)))
                 .collect::<Result<_, _>>()?;
             let a = axis(*a, tensors[0].rank())?;
-            let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
-            let mut inputs = Vec::with_capacity(tensors.len());
-            for ((storage, layout), t) in guards.iter().zip(&tensors) {
-                inputs.push((cpu_f32(storage, layout)?, t.dims()));
-            }
-            match ops::concat(&inputs, a) {
+            let fast = {
+                let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
+                let inputs = guards
+                    .iter()
+                    .zip(&tensors)
+                    .map(|((storage, layout), t)| Ok((cpu_f32(storage, layout)?, t.dims())))
+                    .collect::<Result<Vec<_>, GraphError>>()?;
+                ops::concat(&inputs, a)
+            };
+            match fast {
                 Some((data, dims)) => Tensor::from_vec(data, dims, tensors[0].device())?,
-                None => {
-                    drop(inputs);
-                    drop(guards);
-                    Tensor::cat(&tensors, a)?
-                }
+                None => Tensor::cat(&tensors, a)?,
             }
         }
         Op::ChannelAffine { scale, shift } => {
@@ -451,11 +444,7 @@ fn execute(op: &Op, args: &[&Value]) -> Result<Value, GraphError> {
             dims[last] = linear.n;
             let y = Tensor::from_vec(data, dims, x.device())?;
             match softmax_axis {
-                Some(a) if a != last => {
-                    let max = y.max_keepdim(a)?;
-                    let e = y.broadcast_sub(&max)?.exp()?;
-                    e.broadcast_div(&e.sum_keepdim(a)?)?
-                }
+                Some(a) if a != last => softmax(&y, a)?,
                 _ => y,
             }
         }
@@ -475,16 +464,7 @@ fn execute(op: &Op, args: &[&Value]) -> Result<Value, GraphError> {
         }
         Op::Softmax { axis: a } => {
             let x = t(0)?;
-            let a = axis(*a, x.rank())?;
-            if a + 1 == x.rank() {
-                let row = x.dim(a)?;
-                let data = with_slice(x, |v| ops::softmax_last(v, row))?;
-                Tensor::from_vec(data, x.dims(), x.device())?
-            } else {
-                let max = x.max_keepdim(a)?;
-                let e = x.broadcast_sub(&max)?.exp()?;
-                e.broadcast_div(&e.sum_keepdim(a)?)?
-            }
+            softmax(x, axis(*a, x.rank())?)?
         }
         Op::Reshape => {
             let shape = args[1].ints()?;
@@ -577,6 +557,19 @@ fn execute(op: &Op, args: &[&Value]) -> Result<Value, GraphError> {
         }
     };
     Ok(Value::F(out))
+}
+
+/// Softmax along `axis`: the slice kernel over the last axis, candle's ops
+/// over any other.
+fn softmax(x: &Tensor, axis: usize) -> Result<Tensor, GraphError> {
+    if axis + 1 == x.rank() {
+        let row = x.dim(axis)?;
+        let data = with_slice(x, |v| ops::softmax_last(v, row))?;
+        return Ok(Tensor::from_vec(data, x.dims(), x.device())?);
+    }
+    let max = x.max_keepdim(axis)?;
+    let e = x.broadcast_sub(&max)?.exp()?;
+    Ok(e.broadcast_div(&e.sum_keepdim(axis)?)?)
 }
 
 /// Calls `f` with the tensor's f32 values, contiguous.
@@ -919,6 +912,36 @@ impl Compiler {
         }
     }
 
+    /// The node that alone consumes `name`, with its index, while `name` is
+    /// not a graph output and that node is not yet lowered or fused: what a
+    /// kernel may absorb.
+    fn sole_consumer(
+        &self,
+        users: &HashMap<String, Vec<usize>>,
+        graph_outputs: &[String],
+        name: &str,
+    ) -> Option<(usize, &Node)> {
+        if graph_outputs.iter().any(|o| o == name) {
+            return None;
+        }
+        match users.get(name).map(Vec::as_slice) {
+            Some([j]) => Some((*j, self.nodes[*j].as_ref()?)),
+            _ => None,
+        }
+    }
+
+    /// Removes node `j`, absorbed into the step being built, and returns its
+    /// output: the step's output from now on.
+    fn fuse(&mut self, j: usize) -> Result<String, GraphError> {
+        let node = self.nodes[j]
+            .take()
+            .ok_or_else(|| GraphError::Unsupported("fused node vanished".into()))?;
+        node.outputs
+            .into_iter()
+            .next()
+            .ok_or_else(|| GraphError::Unsupported("a fused node has no output".into()))
+    }
+
     fn const_f32(&self, name: &str) -> Result<(&[usize], &[f32]), GraphError> {
         match self.constants.get(name) {
             Some(onnx::Tensor {
@@ -954,16 +977,7 @@ impl Compiler {
                     // Absorb bias, batch norm, activation and a residual
                     // Add while the convolution's output has no other user.
                     let mut residual: Option<String> = None;
-                    loop {
-                        if graph_outputs.contains(&out) {
-                            break;
-                        }
-                        let Some([j]) = users.get(&out).map(Vec::as_slice) else {
-                            break;
-                        };
-                        let Some(next) = self.nodes[*j].as_ref() else {
-                            break;
-                        };
+                    while let Some((j, next)) = self.sole_consumer(&users, graph_outputs, &out) {
                         let plain = conv.activation == Activation::None && residual.is_none();
                         let other = Self::other_input(next, &out);
                         let absorbed = match next.op_type.as_str() {
@@ -1018,10 +1032,7 @@ impl Compiler {
                         if !absorbed {
                             break;
                         }
-                        let next = self.nodes[*j]
-                            .take()
-                            .ok_or_else(|| GraphError::Unsupported("fused node vanished".into()))?;
-                        out = next.outputs[0].clone();
+                        out = self.fuse(j)?;
                     }
                     let mut inputs = vec![node.inputs[0].clone()];
                     inputs.extend(residual);
@@ -1055,16 +1066,7 @@ impl Compiler {
                     // Absorb a bias Add, then an activation, while the output
                     // has a single user.
                     let mut out = out.clone();
-                    loop {
-                        if graph_outputs.contains(&out) {
-                            break;
-                        }
-                        let Some([j]) = users.get(&out).map(Vec::as_slice) else {
-                            break;
-                        };
-                        let Some(next) = self.nodes[*j].as_ref() else {
-                            break;
-                        };
+                    while let Some((j, next)) = self.sole_consumer(&users, graph_outputs, &out) {
                         let bias = match Self::other_input(next, &out).map(|b| self.const_f32(b)) {
                             Some(Ok((_, b))) if next.op_type == "Add" && b.len() == cout => Some(b),
                             _ => None,
@@ -1083,10 +1085,7 @@ impl Compiler {
                             }
                             _ => break,
                         }
-                        let next = self.nodes[*j]
-                            .take()
-                            .ok_or_else(|| GraphError::Unsupported("fused node vanished".into()))?;
-                        out = next.outputs[0].clone();
+                        out = self.fuse(j)?;
                     }
                     steps.push((
                         Op::ConvTranspose(Arc::new(conv)),
@@ -1107,7 +1106,7 @@ impl Compiler {
                     alpha: node.float("alpha").unwrap_or(0.2),
                     beta: node.float("beta").unwrap_or(0.5),
                 }),
-                "Sigmoid" => Op::Sigmoid,
+                "Sigmoid" => Op::Activation(Activation::Sigmoid),
                 "Erf" => Op::Erf,
                 "Sqrt" => Op::Sqrt,
                 "MaxPool" | "AveragePool" => {
@@ -1200,33 +1199,20 @@ impl Compiler {
                         // Absorb a bias Add, then a softmax over the last
                         // axis, while each output has a single user.
                         let mut out = out.clone();
-                        let only_user = |name: &String| -> Option<usize> {
-                            if graph_outputs.contains(name) {
-                                return None;
-                            }
-                            match users.get(name).map(Vec::as_slice) {
-                                Some([j]) => Some(*j),
-                                _ => None,
-                            }
-                        };
-                        if let Some(j) = only_user(&out)
-                            && let Some(next) = self.nodes[j].as_ref()
+                        if let Some((j, next)) = self.sole_consumer(&users, graph_outputs, &out)
                             && next.op_type == "Add"
                             && let Some(Ok((_, b))) =
                                 Self::other_input(next, &out).map(|b| self.const_f32(b))
                             && b.len() == linear.n
                         {
                             linear.bias = Some(b.to_vec());
-                            out = next.outputs[0].clone();
-                            self.nodes[j] = None;
+                            out = self.fuse(j)?;
                         }
-                        if let Some(j) = only_user(&out)
-                            && let Some(next) = self.nodes[j].as_ref()
+                        if let Some((j, next)) = self.sole_consumer(&users, graph_outputs, &out)
                             && next.op_type == "Softmax"
                         {
                             linear.softmax = Some(next.int("axis").unwrap_or(-1));
-                            out = next.outputs[0].clone();
-                            self.nodes[j] = None;
+                            out = self.fuse(j)?;
                         }
                         steps.push((
                             Op::Linear(Arc::new(linear)),

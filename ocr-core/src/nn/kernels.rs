@@ -38,18 +38,6 @@ pub enum Activation {
 }
 
 impl Activation {
-    #[inline]
-    pub fn apply(self, x: f32) -> f32 {
-        match self {
-            Activation::None => x,
-            Activation::Relu => x.max(0.0),
-            Activation::HardSwish => hard_swish(x),
-            Activation::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
-            Activation::Gelu => gelu(x),
-            Activation::Sigmoid => sigmoid(x),
-        }
-    }
-
     /// `v = act(v + bias)` over a slice.
     pub fn apply_with_bias(self, values: &mut [f32], bias: f32) {
         apply_with_bias(self, values, bias);
@@ -655,45 +643,17 @@ impl<'a> Tiles<'a> {
             c0 + cols <= self.ld && (r0 + rows - 1) * self.ld + c0 + cols <= self.len,
             "tile outside the matrix"
         );
-        let fits = |len: usize, r: usize, c: usize, stride: usize| {
-            stride >= c && len >= (r - 1) * stride + c
-        };
-        assert!(
-            k == 0 || (fits(a.len(), rows, k, lda) && fits(b.len(), k, cols, ldb)),
-            "sgemm: slice too short for its sizes and strides"
-        );
-        // SAFETY: the assertions check that the tile lies inside the matrix
-        // and that every element read lies inside `a` or `b`; the caller
-        // guarantees that nothing else writes the tile meanwhile.
+        // SAFETY: the assertion checks that the tile lies inside the matrix;
+        // the caller guarantees that nothing else touches it meanwhile.
         unsafe {
             let dst = self.ptr.add(r0 * self.ld + c0);
-            if k == 0 {
-                for r in 0..rows {
-                    std::slice::from_raw_parts_mut(dst.add(r * self.ld), cols).fill(0.0);
-                }
-            } else {
-                gemm::gemm(
-                    rows,
-                    cols,
-                    k,
-                    dst,
-                    1,
-                    self.ld as isize,
-                    false,
-                    a.as_ptr(),
-                    1,
-                    lda as isize,
-                    b.as_ptr(),
-                    1,
-                    ldb as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
+            product_into(
+                (dst, self.ld),
+                (rows, cols, k),
+                (a, lda),
+                (b, ldb),
+                gemm::Parallelism::None,
+            );
             for r in 0..rows {
                 finish(
                     r,
@@ -701,6 +661,65 @@ impl<'a> Tiles<'a> {
                 );
             }
         }
+    }
+}
+
+/// Whether a row-major `rows × cols` matrix with row stride `stride` fits
+/// in `len` values.
+fn fits(len: usize, rows: usize, cols: usize, stride: usize) -> bool {
+    rows == 0 || (stride >= cols && len >= (rows - 1) * stride + cols)
+}
+
+/// `dst = a · b` for row-major matrices given as `(data, row stride)`,
+/// `(m, n, k)` the sizes, `m` and `n` not zero. Checks that `a` and `b` hold
+/// what the sizes read.
+///
+/// # Safety
+///
+/// `dst` must be valid for writes of `m` rows of `n` values, `ldc` apart,
+/// that nothing else reads or writes meanwhile.
+#[allow(unsafe_code)]
+unsafe fn product_into(
+    (dst, ldc): (*mut f32, usize),
+    (m, n, k): (usize, usize, usize),
+    (a, lda): (&[f32], usize),
+    (b, ldb): (&[f32], usize),
+    parallelism: gemm::Parallelism,
+) {
+    assert!(
+        k == 0 || (fits(a.len(), m, k, lda) && fits(b.len(), k, n, ldb)),
+        "sgemm: slice too short for its sizes and strides"
+    );
+    // SAFETY: the caller vouches for `dst`; the assertion above checks that
+    // every element read lies inside `a` or `b`.
+    unsafe {
+        if k == 0 {
+            for r in 0..m {
+                std::slice::from_raw_parts_mut(dst.add(r * ldc), n).fill(0.0);
+            }
+            return;
+        }
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            ldc as isize,
+            false,
+            a.as_ptr(),
+            1,
+            lda as isize,
+            b.as_ptr(),
+            1,
+            ldb as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
     }
 }
 
@@ -721,48 +740,26 @@ pub fn sgemm_strided(
     if m == 0 || n == 0 {
         return;
     }
-    let fits = |len: usize, rows: usize, cols: usize, stride: usize| {
-        stride >= cols && len >= (rows - 1) * stride + cols
-    };
     assert!(
-        fits(c.len(), m, n, ldc)
-            && (k == 0 || (fits(a.len(), m, k, lda) && fits(b.len(), k, n, ldb))),
+        fits(c.len(), m, n, ldc),
         "sgemm: slice too short for its sizes and strides"
     );
-    if k == 0 {
-        c.chunks_mut(ldc).take(m).for_each(|row| row[..n].fill(0.0));
-        return;
-    }
     let threads = rayon::current_num_threads();
     let parallelism = if parallel && threads > 1 && m * n * k > 64 * 64 * 64 {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the assertion above checks that every element the product
-    // reads or writes, at the given sizes and row strides, lies inside its
-    // slice; `c` is a distinct `&mut`, so it aliases neither `a` nor `b`.
+    // SAFETY: the assertion above checks that `c` holds the `m` rows of `n`
+    // values `ldc` apart; it is a distinct `&mut`, so nothing else reads or
+    // writes them.
     #[allow(unsafe_code)]
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            ldc as isize,
-            false,
-            a.as_ptr(),
-            1,
-            lda as isize,
-            b.as_ptr(),
-            1,
-            ldb as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
+        product_into(
+            (c.as_mut_ptr(), ldc),
+            (m, n, k),
+            (a, lda),
+            (b, ldb),
             parallelism,
         );
     }

@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 
 use super::kernels::Activation;
-use super::simd::{exp, multiversion, sigmoid};
+use super::simd::{exp, multiversion};
 
 /// Below this many elements an operator runs on one thread.
 const PARALLEL_MIN: usize = 1 << 15;
@@ -120,25 +120,11 @@ pub fn binary(
     Some(out)
 }
 
-multiversion! {
-    /// `out[i] = act(a[i])`, sigmoid when `act` is `None`.
-    pub fn map_activation(act: Option<Activation>, out: &mut [f32], a: &[f32]) {
-        match act {
-            Some(act) => {
-                out.copy_from_slice(a);
-                act.apply_with_bias(out, 0.0);
-            }
-            None => out.iter_mut().zip(a).for_each(|(o, &x)| *o = sigmoid(x)),
-        }
-    }
-}
-
-/// An activation (or sigmoid, for `None`) over a whole tensor.
-pub fn activation(act: Option<Activation>, a: &[f32]) -> Vec<f32> {
-    let mut out = vec![0f32; a.len()];
+/// An activation over a whole tensor.
+pub fn activation(act: Activation, a: &[f32]) -> Vec<f32> {
+    let mut out = a.to_vec();
     out.par_chunks_mut(PARALLEL_MIN)
-        .zip(a.par_chunks(PARALLEL_MIN))
-        .for_each(|(o, a)| map_activation(act, o, a));
+        .for_each(|o| act.apply_with_bias(o, 0.0));
     out
 }
 
