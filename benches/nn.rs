@@ -73,6 +73,7 @@ fn depthwise(c: &mut Criterion) {
         bias: vec![0.0; ch],
         activation: Activation::None,
         residual: Residual::default(),
+        packed: Default::default(),
     };
     let kernel = Tensor::from_vec(weight, (ch, 1, 3, 3), &Device::Cpu).expect("kernel");
     let mut group = c.benchmark_group("depthwise_3x3_64x160x160");

@@ -1,6 +1,6 @@
 //! The runtime's own kernels against naive reference loops: every
 //! convolution path (depthwise with and without a fixed-size fast path,
-//! strided, asymmetric padding, 1×1, im2col, grouped; tiles and thread
+//! strided, asymmetric padding, 1×1, direct (any other), grouped; tiles and thread
 //! splits crossed), the fused bias, activations and residual, the
 //! transposed convolution, the strided matrix product and the vectorised
 //! math.
@@ -112,6 +112,7 @@ fn conv_for(case: &Case, activation: Activation) -> Conv2d {
         bias: values(case.c_out, 5),
         activation,
         residual: Residual::default(),
+        packed: Default::default(),
     }
 }
 
@@ -240,12 +241,15 @@ fn pointwise_matches_reference_across_tiles() {
 }
 
 #[test]
-fn im2col_matches_reference() {
+fn direct_convolution_matches_reference() {
     for (kernel, stride, pads) in [
         ((3, 3), (2, 2), [1; 4]),
         ((3, 3), (1, 1), [0, 1, 1, 0]),
         ((2, 2), (1, 1), [0, 0, 1, 1]),
         ((3, 3), (2, 1), [1; 4]),
+        ((3, 3), (1, 2), [1; 4]),
+        ((1, 3), (1, 1), [0, 1, 0, 1]),
+        ((5, 5), (1, 1), [2; 4]),
         ((1, 1), (2, 2), [0; 4]),
     ] {
         check(Case {
@@ -259,6 +263,18 @@ fn im2col_matches_reference() {
             groups: 1,
         });
     }
+    // Deep (360 taps), and rows wider than several vector widths with a
+    // ragged end.
+    check(Case {
+        n: 1,
+        c_in: 40,
+        c_out: 12,
+        hw: (7, 150),
+        kernel: (3, 3),
+        stride: (1, 1),
+        pads: [1; 4],
+        groups: 1,
+    });
 }
 
 #[test]
@@ -383,4 +399,38 @@ fn vectorised_math_matches_f64() {
     }
     assert!(worst_exp < 5e-7, "exp relative error {worst_exp}");
     assert!(worst_gelu < 1e-5, "gelu absolute error {worst_gelu}");
+}
+
+/// Every kernel test, and the parity tests, again in child processes with
+/// the vector level capped at AVX2 and at baseline x86-64: the CI machine's
+/// AVX-512 would otherwise leave those code paths untested.
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn kernels_at_narrower_vector_levels() {
+    if std::env::var_os("OCR_SIMD").is_some() {
+        return; // the child itself
+    }
+    let exe = std::env::current_exe().unwrap();
+    for level in ["avx2", "baseline"] {
+        let out = std::process::Command::new(&exe)
+            .args(["kernels::", "parity::", "--test-threads=2"])
+            .env("OCR_SIMD", level)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{level}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The child ran the tests rather than filtering them all out.
+        assert!(
+            stdout.contains("direct_convolution_matches_reference ... ok"),
+            "{level}: {stdout}"
+        );
+        assert!(
+            stdout.contains("rec_small_matches_onnxruntime ... ok"),
+            "{level}: {stdout}"
+        );
+    }
 }

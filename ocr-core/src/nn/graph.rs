@@ -223,7 +223,7 @@ impl Op {
         match self {
             Op::Conv(c) if c.groups > 1 && c.groups == c.in_channels => "Conv(depthwise)",
             Op::Conv(c) if c.kernel == (1, 1) && c.stride == (1, 1) => "Conv(1x1)",
-            Op::Conv(_) => "Conv(im2col)",
+            Op::Conv(_) => "Conv(direct)",
             Op::ConvTranspose(_) => "ConvTranspose",
             Op::Binary(Binary::Add) => "Add",
             Op::Binary(Binary::Sub) => "Sub",
@@ -1330,6 +1330,7 @@ impl Compiler {
             bias,
             activation: Activation::None,
             residual: Residual::default(),
+            packed: Default::default(),
         })
     }
 

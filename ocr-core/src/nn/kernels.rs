@@ -6,8 +6,10 @@
 //! ones with strides like (2, 1), so they get their own kernels here:
 //!
 //! - depthwise: a direct loop per channel plane, contiguous along rows;
-//! - 1×1, stride 1: one matrix product per image;
-//! - anything else: im2col then a matrix product per group;
+//! - 1×1, stride 1: the weights (packed once, [`super::packed`]) times
+//!   packed tiles of the input;
+//! - anything else: a direct convolution, the same micro-kernel reading each
+//!   kernel tap's row straight from a padded copy of the input (no im2col);
 //! - transposed convolution with kernel = stride (the detector's upsampling):
 //!   one matrix product and a scatter.
 //!
@@ -15,7 +17,12 @@
 //! the same pass over its output.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
+use std::mem::MaybeUninit;
+use std::sync::OnceLock;
+
 use rayon::prelude::*;
+
+use super::packed::{PackedA, pack_b};
 
 use super::simd::{gelu, hard_swish, multiversion, sigmoid};
 
@@ -76,6 +83,9 @@ pub struct Conv2d {
     pub activation: Activation,
     /// Where a residual input, if the graph fused one in, is added.
     pub residual: Residual,
+    /// `weight` packed for the matrix-product kernel, one matrix per group;
+    /// filled from `weight` on first use (`Default::default()` to build).
+    pub packed: OnceLock<Vec<PackedA>>,
 }
 
 /// Where a convolution adds the residual tensor passed to it.
@@ -151,9 +161,27 @@ impl Conv2d {
         if residual.is_some_and(|r| r.len() != n * self.out_channels * oh * ow) {
             return None;
         }
-        let mut out = vec![0f32; n * self.out_channels * oh * ow];
+        let len = n * self.out_channels * oh * ow;
+        if !self.is_depthwise() {
+            let mut out = Vec::with_capacity(len);
+            self.forward_gemm(
+                input,
+                (n, h, w),
+                &mut out.spare_capacity_mut()[..len],
+                (oh, ow),
+                residual,
+            );
+            // SAFETY: `forward_gemm` wrote every one of the `len` values: its
+            // tiles cover every image, group, row block and column tile.
+            #[allow(unsafe_code)]
+            unsafe {
+                out.set_len(len)
+            };
+            return Some((out, oh, ow));
+        }
+        let mut out = vec![0f32; len];
         let in_image = self.in_channels * h * w;
-        if self.is_depthwise() {
+        {
             out.par_chunks_mut(oh * ow).enumerate().for_each_init(
                 Vec::new,
                 |padded, (plane, dst)| {
@@ -174,41 +202,67 @@ impl Conv2d {
                     self.finish(dst, self.bias[c], res);
                 },
             );
-        } else {
-            self.forward_gemm(input, (n, h, w), &mut out, (oh, ow), residual);
         }
         Some((out, oh, ow))
     }
 
-    /// Every other convolution as matrix products, `weights · columns`.
+    /// The weights packed for the matrix-product kernel, one matrix per
+    /// group, packed on first use.
+    fn packed(&self) -> &[PackedA] {
+        let (kh, kw) = self.kernel;
+        let depth = self.in_channels / self.groups * kh * kw;
+        let cout_g = self.out_channels / self.groups;
+        self.packed.get_or_init(|| {
+            (0..self.groups)
+                .map(|g| {
+                    PackedA::new(
+                        &self.weight[g * cout_g * depth..][..cout_g * depth],
+                        cout_g,
+                        depth,
+                    )
+                })
+                .collect()
+        })
+    }
+
+    /// Rows of output channels per task: all of them, or as few whole
+    /// panels (at least 32 rows) as give every thread two tasks out of
+    /// `tasks_per_block` column tasks.
+    fn row_block(&self, tasks_per_block: usize) -> usize {
+        let cout_g = self.out_channels / self.groups;
+        let mr = self.packed().first().map_or(1, PackedA::panel_rows);
+        let wanted = (2 * rayon::current_num_threads()).div_ceil(tasks_per_block.max(1));
+        let row_blocks = wanted.clamp(1, cout_g.div_ceil(32).max(1));
+        cout_g.div_ceil(row_blocks).div_ceil(mr) * mr
+    }
+
+    /// Every other convolution as matrix products, `weights · columns`,
+    /// writing every value of `out` (which may start uninitialised).
     ///
-    /// The output is cut into tiles: a range of output pixels (columns) of
-    /// one image and group, small enough that its im2col columns stay in
-    /// cache, and, when there are too few of those for every thread, a
-    /// range of output channels (rows). Each tile builds its columns (a 1×1
-    /// convolution reads them from the input directly), multiplies, and
-    /// applies the bias and activation while the tile is still in cache.
+    /// A 1×1 convolution with stride 1 multiplies the weights by the input
+    /// itself, in tiles of output pixels (columns) small enough that their
+    /// packed copy stays in cache, and, when there are too few of those for
+    /// every thread, ranges of output channels (rows). Anything else is a
+    /// direct convolution ([`Conv2d::forward_direct`]). Each tile gets its
+    /// bias, activation and residual while it is still in cache.
     fn forward_gemm(
         &self,
         input: &[f32],
         (n, h, w): (usize, usize, usize),
-        out: &mut [f32],
+        out: &mut [MaybeUninit<f32>],
         (oh, ow): (usize, usize),
         residual: Option<&[f32]>,
     ) {
-        let (kh, kw) = self.kernel;
+        if !self.is_pointwise() {
+            return self.forward_direct(input, (n, h, w), out, (oh, ow), residual);
+        }
         let cols = oh * ow;
         let cin_g = self.in_channels / self.groups;
         let cout_g = self.out_channels / self.groups;
-        let depth = cin_g * kh * kw;
-        let pointwise = self.is_pointwise();
+        let depth = cin_g;
+        let packed = self.packed();
         let tile = column_tile(depth, cols);
-        let col_tiles = cols.div_ceil(tile);
-        // Split the rows too when there are fewer tiles than two per thread,
-        // keeping at least 32 rows in a block.
-        let wanted = (2 * rayon::current_num_threads()).div_ceil(n * self.groups * col_tiles);
-        let row_blocks = wanted.clamp(1, cout_g.div_ceil(32).max(1));
-        let block = cout_g.div_ceil(row_blocks);
+        let block = self.row_block(n * self.groups * cols.div_ceil(tile));
         let mut tasks = Vec::new();
         for img in 0..n {
             for g in 0..self.groups {
@@ -222,30 +276,22 @@ impl Conv2d {
         let tiles = Tiles::new(out, cols);
         tasks
             .into_par_iter()
-            .for_each_init(Vec::new, |col, (img, g, r0, c0)| {
+            .for_each_init(Vec::new, |strips, (img, g, r0, c0)| {
                 let rows = block.min(cout_g - r0);
                 let tn = tile.min(cols - c0);
                 let src = &input[(img * self.in_channels + g * cin_g) * h * w..][..cin_g * h * w];
+                pack_b(&src[c0..], h * w, depth, tn, strips);
                 let co0 = g * cout_g + r0;
-                let weight = &self.weight[co0 * depth..][..rows * depth];
-                let (b, ldb) = if pointwise {
-                    (&src[c0..], h * w)
-                } else {
-                    col.resize(depth * tn, 0.0);
-                    self.im2col_tile(src, (h, w), ow, c0, tn, col);
-                    (&col[..], tn)
-                };
                 let first_row = img * self.out_channels + co0;
                 // SAFETY: every task owns a distinct (image, row block, column
-                // tile) rectangle of the output.
+                // tile) rectangle of the output, and the product writes all
+                // of it.
                 #[allow(unsafe_code)]
                 unsafe {
-                    tiles.product(
+                    tiles.fill(
                         (first_row, rows),
                         (c0, tn),
-                        depth,
-                        (weight, depth),
-                        (b, ldb),
+                        |dst, ld| packed[g].product_raw((r0, rows), strips, tn, dst, ld),
                         |r, v| {
                             let res = residual.map(|res| &res[(first_row + r) * cols + c0..][..tn]);
                             self.finish(v, self.bias[co0 + r], res);
@@ -255,75 +301,133 @@ impl Conv2d {
             });
     }
 
-    /// The im2col columns `c0..c0 + tn` of one group's input, as a
-    /// `depth × tn` row-major matrix.
-    fn im2col_tile(
+    /// A convolution read straight from its input, without im2col.
+    ///
+    /// The input is first copied with its padding, each channel split into
+    /// `stride.1` planes of alternate columns, so that for any kernel tap the
+    /// values it reads for consecutive output pixels of a row are
+    /// consecutive. The matrix-product kernel then takes row `p` of its
+    /// right-hand operand at a fixed offset per tap from the output row's
+    /// start ([`PackedA::product_taps`]): no column matrix is built.
+    fn forward_direct(
         &self,
-        src: &[f32],
-        (h, w): (usize, usize),
-        ow: usize,
-        c0: usize,
-        tn: usize,
-        col: &mut [f32],
+        input: &[f32],
+        (n, h, w): (usize, usize, usize),
+        out: &mut [MaybeUninit<f32>],
+        (oh, ow): (usize, usize),
+        residual: Option<&[f32]>,
     ) {
         let (kh, kw) = self.kernel;
         let (sh, sw) = self.stride;
-        let (pt, pl) = (self.pads[0] as isize, self.pads[1] as isize);
-        for (r, dst_row) in col
-            .chunks_mut(tn)
+        let (pt, pl) = (self.pads[0], self.pads[1]);
+        let cin_g = self.in_channels / self.groups;
+        let cout_g = self.out_channels / self.groups;
+        let packed = self.packed();
+        // Each padded plane holds the rows and columns the taps read.
+        let ph = (oh - 1) * sh + kh;
+        let pw = ow + (kw - 1) / sw;
+        let plane = ph * pw;
+        let planes = n * self.in_channels * sw;
+        let slack = super::packed::block_sizes().1;
+        let mut padded = Vec::with_capacity(planes * plane + slack);
+        padded.spare_capacity_mut()[..planes * plane + slack]
+            .par_chunks_mut(plane)
             .enumerate()
-            .take(src.len() / (h * w) * kh * kw)
-        {
-            let c = r / (kh * kw);
-            let ky = (r / kw) % kh;
-            let kx = (r % kw) as isize - pl;
-            let plane = &src[c * h * w..][..h * w];
-            let mut j = 0;
-            while j < tn {
-                let (oy, ox0) = ((c0 + j) / ow, (c0 + j) % ow);
-                let run = (ow - ox0).min(tn - j);
-                let out = &mut dst_row[j..j + run];
-                let iy = (oy * sh + ky) as isize - pt;
-                if iy < 0 || iy >= h as isize {
-                    out.fill(0.0);
-                } else {
-                    let src_row = &plane[iy as usize * w..][..w];
+            .for_each(|(i, dst)| {
+                if i >= planes {
+                    // The slack past the last plane.
+                    dst.fill(MaybeUninit::new(0.0));
+                    return;
+                }
+                let (channel, phase) = (i / sw, i % sw);
+                let src = &input[channel * h * w..][..h * w];
+                // Column x of this plane is padded column x·sw + phase, input
+                // column x·sw + phase - pl: inside for x in lo..hi.
+                let lo = pl.saturating_sub(phase).div_ceil(sw).min(pw);
+                let hi = (w + pl).saturating_sub(phase).div_ceil(sw).clamp(lo, pw);
+                for (y, dst_row) in dst.chunks_exact_mut(pw).enumerate() {
+                    let Some(iy) = y.checked_sub(pt).filter(|&iy| iy < h) else {
+                        dst_row.fill(MaybeUninit::new(0.0));
+                        continue;
+                    };
+                    let src_row = &src[iy * w..][..w];
+                    dst_row[..lo].fill(MaybeUninit::new(0.0));
+                    dst_row[hi..].fill(MaybeUninit::new(0.0));
+                    let first = lo * sw + phase - pl;
                     if sw == 1 {
-                        // ix = ox + kx: copy the part inside the row, zero the rest.
-                        let start = ox0 as isize + kx;
-                        let lo = (-start).clamp(0, run as isize) as usize;
-                        let hi = (w as isize - start).clamp(lo as isize, run as isize) as usize;
-                        out[..lo].fill(0.0);
-                        out[hi..].fill(0.0);
-                        out[lo..hi]
-                            .copy_from_slice(&src_row[(start + lo as isize) as usize..][..hi - lo]);
+                        for (d, &v) in dst_row[lo..hi].iter_mut().zip(&src_row[first..]) {
+                            d.write(v);
+                        }
                     } else {
-                        // ix = (ox0 + i) * sw + kx for i in 0..run.
-                        let start = (ox0 * sw) as isize + kx;
-                        let lo = if start >= 0 {
-                            0
-                        } else {
-                            ((-start) as usize).div_ceil(sw).min(run)
-                        };
-                        let hi = if (w as isize) <= start {
-                            lo
-                        } else {
-                            ((w as isize - start) as usize).div_ceil(sw).clamp(lo, run)
-                        };
-                        out[..lo].fill(0.0);
-                        out[hi..].fill(0.0);
-                        let first = (start + (lo * sw) as isize) as usize;
-                        for (v, s) in out[lo..hi]
-                            .iter_mut()
-                            .zip(src_row[first..].iter().step_by(sw))
-                        {
-                            *v = *s;
+                        for (d, v) in dst_row[lo..hi].iter_mut().zip(src_row[first..].chunks(sw)) {
+                            d.write(v[0]);
                         }
                     }
                 }
-                j += run;
+            });
+        // SAFETY: the loop above wrote every plane, row by row, and the
+        // slack.
+        #[allow(unsafe_code)]
+        unsafe {
+            padded.set_len(planes * plane + slack)
+        };
+        // Tap (c, ky, kx) of a group, relative to the group's first plane
+        // and the output row's first read.
+        let taps: Vec<usize> = (0..cin_g * kh * kw)
+            .map(|p| {
+                let (c, ky, kx) = (p / (kh * kw), p / kw % kh, p % kw);
+                (c * sw + kx % sw) * plane + ky * pw + kx / sw
+            })
+            .collect();
+        let max_tap = taps.iter().copied().max().unwrap_or(0);
+        let cols = oh * ow;
+        let rows_per_task = (512 / ow).clamp(1, oh);
+        let block = self.row_block(n * self.groups * oh.div_ceil(rows_per_task));
+        let mut tasks = Vec::new();
+        for img in 0..n {
+            for g in 0..self.groups {
+                for r0 in (0..cout_g).step_by(block) {
+                    for oy0 in (0..oh).step_by(rows_per_task) {
+                        tasks.push((img, g, r0, oy0));
+                    }
+                }
             }
         }
+        let tiles = Tiles::new(out, cols);
+        tasks.into_par_iter().for_each(|(img, g, r0, oy0)| {
+            let rows = block.min(cout_g - r0);
+            let group_start = (img * self.in_channels + g * cin_g) * sw * plane;
+            let co0 = g * cout_g + r0;
+            let first_row = img * self.out_channels + co0;
+            for oy in oy0..(oy0 + rows_per_task).min(oh) {
+                let c0 = oy * ow;
+                let start = group_start + oy * sh * pw;
+                // SAFETY: every task owns a distinct (image, row block,
+                // output rows) rectangle of the output, and the product
+                // writes all of it.
+                #[allow(unsafe_code)]
+                unsafe {
+                    tiles.fill(
+                        (first_row, rows),
+                        (c0, ow),
+                        |dst, ld| {
+                            packed[g].product_taps(
+                                (r0, rows),
+                                (&padded, start),
+                                (&taps, max_tap),
+                                ow,
+                                dst,
+                                ld,
+                            )
+                        },
+                        |r, v| {
+                            let res = residual.map(|res| &res[(first_row + r) * cols + c0..][..ow]);
+                            self.finish(v, self.bias[co0 + r], res);
+                        },
+                    );
+                }
+            }
+        });
     }
 }
 
@@ -585,20 +689,22 @@ fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::
     }
 }
 
-/// The number of output columns a convolution handles at a time: the tile
-/// of im2col columns (`depth` values each) stays within about 256 KiB.
+/// The number of output columns a 1×1 convolution handles at a time: the
+/// packed tile of input columns (`depth` values each) stays within about
+/// 256 KiB.
 fn column_tile(depth: usize, cols: usize) -> usize {
-    let tile = (64 * 1024 / depth.max(1)).clamp(64, 512) / 16 * 16;
+    let tile = (64 * 1024 / depth.max(1)).clamp(64, 512) / 32 * 32;
     tile.min(cols).max(1)
 }
 
-/// A row-major output matrix that several threads fill, each its own tiles.
+/// A row-major output matrix that several threads fill, each its own tiles;
+/// its values may start uninitialised, and are read only once written.
 struct Tiles<'a> {
     ptr: *mut f32,
     len: usize,
     /// The row length.
     ld: usize,
-    _data: std::marker::PhantomData<&'a mut [f32]>,
+    _data: std::marker::PhantomData<&'a mut [MaybeUninit<f32>]>,
 }
 
 // SAFETY: `Tiles` is a `&mut [f32]` handed to threads that write disjoint
@@ -609,31 +715,30 @@ unsafe impl Send for Tiles<'_> {}
 unsafe impl Sync for Tiles<'_> {}
 
 impl<'a> Tiles<'a> {
-    fn new(data: &'a mut [f32], ld: usize) -> Self {
+    fn new(data: &'a mut [MaybeUninit<f32>], ld: usize) -> Self {
         Self {
-            ptr: data.as_mut_ptr(),
+            ptr: data.as_mut_ptr().cast(),
             len: data.len(),
             ld,
             _data: std::marker::PhantomData,
         }
     }
 
-    /// Writes `a · b` (`rows × k` times `k × cols`, row-major with the given
-    /// row strides) to the tile at rows `r0..r0 + rows`, columns
-    /// `c0..c0 + cols`, then hands each of the tile's row segments to
-    /// `finish` with its row index within the tile.
+    /// Has `multiply` write the tile at rows `r0..r0 + rows`, columns
+    /// `c0..c0 + cols` (given its first value and the row stride), then
+    /// hands each of the tile's row segments to `finish` with its row index
+    /// within the tile.
     ///
     /// # Safety
     ///
-    /// No other call may touch the same tile while this one runs.
+    /// No other call may touch the same tile while this one runs, and
+    /// `multiply` must write every value of the tile and nothing outside it.
     #[allow(unsafe_code)]
-    unsafe fn product(
+    unsafe fn fill(
         &self,
         (r0, rows): (usize, usize),
         (c0, cols): (usize, usize),
-        k: usize,
-        (a, lda): (&[f32], usize),
-        (b, ldb): (&[f32], usize),
+        multiply: impl FnOnce(*mut f32, usize),
         mut finish: impl FnMut(usize, &mut [f32]),
     ) {
         if rows == 0 || cols == 0 {
@@ -644,16 +749,11 @@ impl<'a> Tiles<'a> {
             "tile outside the matrix"
         );
         // SAFETY: the assertion checks that the tile lies inside the matrix;
-        // the caller guarantees that nothing else touches it meanwhile.
+        // the caller guarantees that nothing else touches it meanwhile and
+        // that `multiply` initialises all of it before `finish` sees it.
         unsafe {
             let dst = self.ptr.add(r0 * self.ld + c0);
-            product_into(
-                (dst, self.ld),
-                (rows, cols, k),
-                (a, lda),
-                (b, ldb),
-                gemm::Parallelism::None,
-            );
+            multiply(dst, self.ld);
             for r in 0..rows {
                 finish(
                     r,

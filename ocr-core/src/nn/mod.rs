@@ -6,6 +6,7 @@ pub mod kernels;
 pub mod memory;
 pub mod onnx;
 pub mod ops;
+pub mod packed;
 pub mod simd;
 
 pub use graph::{Graph, GraphError, StepTime};

@@ -44,7 +44,8 @@ macro_rules! multiversion {
 pub(crate) use multiversion;
 
 /// The vector level this CPU supports: 2 for AVX-512, 1 for AVX2 with FMA, 0
-/// otherwise. Detected once.
+/// otherwise. Detected once. `OCR_SIMD=avx2` or `OCR_SIMD=baseline` caps it
+/// (to test or compare the narrower code paths on a wider CPU).
 #[cfg(target_arch = "x86_64")]
 pub fn level() -> u8 {
     use std::sync::OnceLock;
@@ -57,11 +58,17 @@ pub fn level() -> u8 {
             && std::arch::is_x86_feature_detected!("avx512vl")
             && std::arch::is_x86_feature_detected!("avx512dq")
             && std::arch::is_x86_feature_detected!("avx512bw");
-        match (avx512, avx2) {
+        let detected = match (avx512, avx2) {
             (true, _) => 2,
             (false, true) => 1,
             _ => 0,
-        }
+        };
+        let cap = match std::env::var("OCR_SIMD").as_deref() {
+            Ok("avx2") => 1,
+            Ok("baseline") => 0,
+            _ => 2,
+        };
+        detected.min(cap)
     })
 }
 

@@ -1,0 +1,481 @@
+//! Matrix products with weights packed once: the engine's own GEMM for
+//! convolutions, `weights · columns`.
+//!
+//! A convolution's weight matrix is constant, so it is rearranged once into
+//! panels of `mr` rows stored column by column ([`PackedA`]). For each tile
+//! of columns the caller packs the activations into strips of `nr` columns
+//! stored row by row ([`pack_b`]); that copy also breaks the power-of-two
+//! row strides of large feature maps, which would otherwise make every row of
+//! a strip fall into the same cache set. A register-blocked micro-kernel then
+//! multiplies one panel by one strip with `mr × nr` accumulators in vector
+//! registers, reading both operands sequentially.
+//!
+//! The sizes depend on the CPU, chosen once at run time:
+//!
+//! | level   | `mr` | `nr` | accumulators          |
+//! |---------|------|------|-----------------------|
+//! | AVX-512 | 8    | 32   | 16 of 32 zmm registers |
+//! | AVX2    | 6    | 16   | 12 of 16 ymm registers |
+//! | other   | 4    | 16   | (compiler-vectorised) |
+
+/// Rows and columns of the micro-kernel at this CPU's vector level.
+pub fn block_sizes() -> (usize, usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match super::simd::level() {
+            2 => return (8, 32),
+            1 => return (6, 16),
+            _ => {}
+        }
+    }
+    (4, 16)
+}
+
+/// A `rows × depth` row-major matrix rearranged into panels of `mr` rows,
+/// each stored column by column (`depth × mr` values); the last panel is
+/// padded with zero rows.
+#[derive(Debug, Clone)]
+pub struct PackedA {
+    rows: usize,
+    depth: usize,
+    mr: usize,
+    data: Vec<f32>,
+}
+
+impl PackedA {
+    /// Packs the row-major `rows × depth` matrix `a` for this CPU's kernel.
+    pub fn new(a: &[f32], rows: usize, depth: usize) -> Self {
+        Self::with_panel_rows(a, rows, depth, block_sizes().0)
+    }
+
+    fn with_panel_rows(a: &[f32], rows: usize, depth: usize, mr: usize) -> Self {
+        assert!(a.len() >= rows * depth, "packing: matrix too short");
+        let panels = rows.div_ceil(mr);
+        let mut data = vec![0f32; panels * depth * mr];
+        for (p, panel) in data.chunks_exact_mut((depth * mr).max(1)).enumerate() {
+            for r in 0..mr.min(rows - p * mr) {
+                let row = &a[(p * mr + r) * depth..][..depth];
+                for (k, &v) in row.iter().enumerate() {
+                    panel[k * mr + r] = v;
+                }
+            }
+        }
+        Self {
+            rows,
+            depth,
+            mr,
+            data,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Rows per panel: row blocks handed to [`PackedA::product`] start at a
+    /// multiple of it.
+    pub fn panel_rows(&self) -> usize {
+        self.mr
+    }
+}
+
+/// Packs columns `0..cols` of the row-major `depth × cols` matrix `b` (row
+/// stride `ldb`) into strips of `nr` columns, each stored row by row
+/// (`depth × nr` values, the last strip padded with zeros), reusing `out`.
+pub fn pack_b(b: &[f32], ldb: usize, depth: usize, cols: usize, out: &mut Vec<f32>) {
+    let nr = block_sizes().1;
+    let strips = cols.div_ceil(nr);
+    out.clear();
+    out.resize(strips * depth * nr, 0.0);
+    assert!(
+        depth == 0 || cols == 0 || b.len() >= (depth - 1) * ldb + cols,
+        "packing: matrix too short"
+    );
+    for (s, strip) in out.chunks_exact_mut((depth * nr).max(1)).enumerate() {
+        let c0 = s * nr;
+        let width = nr.min(cols - c0);
+        for (k, dst) in strip.chunks_exact_mut(nr).enumerate() {
+            dst[..width].copy_from_slice(&b[k * ldb + c0..][..width]);
+        }
+    }
+}
+
+impl PackedA {
+    /// `c = a[r0..r0 + rows] · b` for `b` packed by [`pack_b`] with `cols`
+    /// columns, written to the row-major `c` (row stride `ldc`, at least
+    /// `rows` rows of `cols` values). `r0` must be a multiple of
+    /// [`PackedA::panel_rows`].
+    pub fn product(
+        &self,
+        (r0, rows): (usize, usize),
+        b: &[f32],
+        cols: usize,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        assert!(
+            rows == 0 || cols == 0 || (ldc >= cols && c.len() >= (rows - 1) * ldc + cols),
+            "product: output too short"
+        );
+        // SAFETY: the assertion checks that `c` holds the rows written; it is
+        // a distinct `&mut`, so nothing else touches them.
+        #[allow(unsafe_code)]
+        unsafe {
+            self.product_raw((r0, rows), b, cols, c.as_mut_ptr(), ldc);
+        }
+    }
+
+    /// [`PackedA::product`] to a raw output.
+    ///
+    /// # Safety
+    ///
+    /// `c` must be valid for writes of `rows` rows of `cols` values, `ldc`
+    /// apart, that nothing else reads or writes meanwhile.
+    #[allow(unsafe_code)]
+    pub unsafe fn product_raw(
+        &self,
+        (r0, rows): (usize, usize),
+        b: &[f32],
+        cols: usize,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        let (mr, nr) = (self.mr, block_sizes().1);
+        assert_eq!(mr, block_sizes().0, "product: packed for another CPU");
+        assert!(
+            r0.is_multiple_of(mr) && r0 + rows <= self.rows,
+            "product: rows outside the matrix"
+        );
+        let k = self.depth;
+        assert!(
+            b.len() >= cols.div_ceil(nr) * k * nr,
+            "product: packed columns too short"
+        );
+        for pr in (0..rows).step_by(mr) {
+            let panel = &self.data[(r0 + pr) / mr * k * mr..][..k * mr];
+            let prows = mr.min(rows - pr);
+            for c0 in (0..cols).step_by(nr) {
+                let strip = Strip {
+                    ptr: b[c0 / nr * k * nr..].as_ptr(),
+                    nr,
+                };
+                let width = nr.min(cols - c0);
+                // SAFETY: the panel holds `k` rows (sliced above), the strip
+                // too (the assertion above); the caller vouches for the
+                // `prows × width` block of `c` at (pr, c0).
+                unsafe { kernel(k, panel, strip, c.add(pr * ldc + c0), ldc, prows, width) };
+            }
+        }
+    }
+
+    /// A direct convolution's product, `c = a[r0..r0 + rows] · b`, where
+    /// row `p` of `b` is `cols` consecutive values of `input` from
+    /// `start + taps[p]`: the input values that kernel tap `p` reads for
+    /// `cols` consecutive output pixels. The input must hold the whole
+    /// vector width past the last column (the kernel reads whole vectors
+    /// and stores only `cols` values).
+    ///
+    /// # Safety
+    ///
+    /// `c` must be valid for writes of `rows` rows of `cols` values, `ldc`
+    /// apart, that nothing else reads or writes meanwhile.
+    #[allow(unsafe_code)]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn product_taps(
+        &self,
+        (r0, rows): (usize, usize),
+        (input, start): (&[f32], usize),
+        (taps, max_tap): (&[usize], usize),
+        cols: usize,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        let (mr, nr) = (self.mr, block_sizes().1);
+        assert_eq!(mr, block_sizes().0, "product: packed for another CPU");
+        assert!(
+            r0.is_multiple_of(mr) && r0 + rows <= self.rows,
+            "product: rows outside the matrix"
+        );
+        let k = self.depth;
+        assert!(taps.len() == k, "product: one tap per row of b");
+        debug_assert!(taps.iter().all(|&t| t <= max_tap));
+        assert!(
+            cols == 0 || start + max_tap + cols.div_ceil(nr) * nr <= input.len(),
+            "product: input too short for its taps"
+        );
+        for pr in (0..rows).step_by(mr) {
+            let panel = &self.data[(r0 + pr) / mr * k * mr..][..k * mr];
+            let prows = mr.min(rows - pr);
+            for c0 in (0..cols).step_by(nr) {
+                let source = Taps {
+                    base: input.as_ptr().wrapping_add(start + c0),
+                    taps,
+                };
+                let width = nr.min(cols - c0);
+                // SAFETY: every tap lies at most `max_tap` past the start,
+                // and the input holds a whole vector past it (the assertion
+                // above); the caller vouches for `c`.
+                unsafe { kernel(k, panel, source, c.add(pr * ldc + c0), ldc, prows, width) };
+            }
+        }
+    }
+}
+
+/// Where the micro-kernel reads row `p` of its `b` operand (`nr` values).
+trait Rows: Copy {
+    fn row(self, p: usize) -> *const f32;
+}
+
+/// A packed strip: rows `nr` apart.
+#[derive(Clone, Copy)]
+struct Strip {
+    ptr: *const f32,
+    nr: usize,
+}
+
+impl Rows for Strip {
+    #[inline(always)]
+    fn row(self, p: usize) -> *const f32 {
+        self.ptr.wrapping_add(p * self.nr)
+    }
+}
+
+/// Rows at listed offsets from a base: a direct convolution's kernel taps.
+#[derive(Clone, Copy)]
+struct Taps<'a> {
+    base: *const f32,
+    taps: &'a [usize],
+}
+
+impl Rows for Taps<'_> {
+    #[inline(always)]
+    fn row(self, p: usize) -> *const f32 {
+        self.base.wrapping_add(self.taps[p])
+    }
+}
+
+/// One panel times `nr` columns of `b`: `c[r][j] = Σ_p panel[p][r] ·
+/// b[p][j]` for `r < rows ≤ mr`, `j < cols ≤ nr`, with `c` rows `ldc` apart.
+///
+/// # Safety
+///
+/// Every row `p < k` of `b` must be readable for `nr` values and `c` valid
+/// for writes of the block.
+#[allow(unsafe_code)]
+unsafe fn kernel(
+    k: usize,
+    panel: &[f32],
+    b: impl Rows,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+) {
+    let (mr, nr) = block_sizes();
+    assert!(panel.len() >= k * mr && rows <= mr && cols <= nr);
+    #[cfg(target_arch = "x86_64")]
+    match super::simd::level() {
+        // SAFETY: the CPU supports AVX-512F; the assertion above bounds the
+        // panel, the caller `b` and `c`.
+        2 => return unsafe { x86::avx512(k, panel.as_ptr(), b, c, ldc, rows, cols) },
+        // SAFETY: as above, for AVX2 and FMA.
+        1 => return unsafe { x86::avx2(k, panel.as_ptr(), b, c, ldc, rows, cols) },
+        _ => {}
+    }
+    let acc = generic(k, panel, |p| {
+        // SAFETY: the caller vouches for `nr` (16 here) values at each row.
+        unsafe { &*b.row(p).cast::<[f32; 16]>() }
+    });
+    for (r, acc_row) in acc.iter().enumerate().take(rows) {
+        // SAFETY: the caller vouches for `rows` rows of `cols` values.
+        unsafe { std::ptr::copy_nonoverlapping(acc_row.as_ptr(), c.add(r * ldc), cols) };
+    }
+}
+
+/// The portable kernel, 4 × 16: the panel times the rows `row(p)`.
+fn generic<'a>(k: usize, panel: &[f32], row: impl Fn(usize) -> &'a [f32; 16]) -> [[f32; 16]; 4] {
+    let mut acc = [[0f32; 16]; 4];
+    for (p, a) in panel.chunks_exact(4).enumerate().take(k) {
+        let b = row(p);
+        for (acc_row, &av) in acc.iter_mut().zip(a) {
+            for (v, &bv) in acc_row.iter_mut().zip(b) {
+                *v += av * bv;
+            }
+        }
+    }
+    acc
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::Rows;
+
+    /// 8 × 32 with AVX-512: two zmm accumulators per row.
+    ///
+    /// # Safety
+    ///
+    /// The CPU supports AVX-512F; `panel` holds `k × 8` values, each row
+    /// `p < k` of `b` 32, `rows ≤ 8`, `cols ≤ 32`, and `c` is valid for
+    /// writes of `rows` rows of `cols` values `ldc` apart.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub unsafe fn avx512(
+        k: usize,
+        panel: *const f32,
+        b: impl Rows,
+        c: *mut f32,
+        ldc: usize,
+        rows: usize,
+        cols: usize,
+    ) {
+        const MR: usize = 8;
+        const AHEAD: usize = 32;
+        let mut lo = [_mm512_setzero_ps(); MR];
+        let mut hi = [_mm512_setzero_ps(); MR];
+        // SAFETY: the caller guarantees `panel` and `b` hold `k` rows.
+        unsafe {
+            for p in 0..k {
+                let row = b.row(p);
+                // Taps are scattered over the input: fetch a few rows ahead.
+                let ahead = b.row((p + AHEAD).min(k - 1)).cast::<i8>();
+                _mm_prefetch::<_MM_HINT_T0>(ahead);
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(124));
+                let b0 = _mm512_loadu_ps(row);
+                let b1 = _mm512_loadu_ps(row.add(16));
+                let a = panel.add(p * MR);
+                for r in 0..MR {
+                    let av = _mm512_set1_ps(*a.add(r));
+                    lo[r] = _mm512_fmadd_ps(av, b0, lo[r]);
+                    hi[r] = _mm512_fmadd_ps(av, b1, hi[r]);
+                }
+            }
+        }
+        let mask = |n: usize| -> __mmask16 { if n >= 16 { 0xFFFF } else { (1u16 << n) - 1 } };
+        let (mask_lo, mask_hi) = (mask(cols), mask(cols.saturating_sub(16)));
+        for r in 0..rows.min(MR) {
+            // SAFETY: row `r < rows` of `c` holds `cols` values; the masks
+            // write only those.
+            unsafe {
+                let row = c.add(r * ldc);
+                _mm512_mask_storeu_ps(row, mask_lo, lo[r]);
+                if mask_hi != 0 {
+                    _mm512_mask_storeu_ps(row.add(16), mask_hi, hi[r]);
+                }
+            }
+        }
+    }
+
+    /// 6 × 16 with AVX2 and FMA: two ymm accumulators per row.
+    ///
+    /// # Safety
+    ///
+    /// The CPU supports AVX2 and FMA; `panel` holds `k × 6` values, each
+    /// row `p < k` of `b` 16, `rows ≤ 6`, `cols ≤ 16`, and `c` is valid for
+    /// writes of `rows` rows of `cols` values `ldc` apart.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn avx2(
+        k: usize,
+        panel: *const f32,
+        b: impl Rows,
+        c: *mut f32,
+        ldc: usize,
+        rows: usize,
+        cols: usize,
+    ) {
+        const MR: usize = 6;
+        let mut lo = [_mm256_setzero_ps(); MR];
+        let mut hi = [_mm256_setzero_ps(); MR];
+        // SAFETY: the caller guarantees `panel` and `b` hold `k` rows.
+        unsafe {
+            for p in 0..k {
+                let row = b.row(p);
+                let b0 = _mm256_loadu_ps(row);
+                let b1 = _mm256_loadu_ps(row.add(8));
+                let a = panel.add(p * MR);
+                for r in 0..MR {
+                    let av = _mm256_broadcast_ss(&*a.add(r));
+                    lo[r] = _mm256_fmadd_ps(av, b0, lo[r]);
+                    hi[r] = _mm256_fmadd_ps(av, b1, hi[r]);
+                }
+            }
+        }
+        let mut tmp = [0f32; 16];
+        for r in 0..rows.min(MR) {
+            // SAFETY: `tmp` holds 16 values; row `r < rows` of `c` holds
+            // `cols ≤ 16`.
+            unsafe {
+                _mm256_storeu_ps(tmp.as_mut_ptr(), lo[r]);
+                _mm256_storeu_ps(tmp.as_mut_ptr().add(8), hi[r]);
+                std::ptr::copy_nonoverlapping(tmp.as_ptr(), c.add(r * ldc), cols);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: &[f32], b: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
+        let mut c = vec![0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn product_matches_naive_at_edges() {
+        let (mr, nr) = block_sizes();
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (mr, nr, 7),
+            (mr + 1, nr + 1, 3),
+            (3 * mr - 1, 2 * nr + 5, 40),
+            (17, 50, 0),
+        ] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 37 % 17) as f32 - 8.0) / 8.0)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 11 % 13) as f32 - 6.0) / 6.0)
+                .collect();
+            let packed = PackedA::new(&a, m, k);
+            let mut bp = Vec::new();
+            pack_b(&b, n, k, n, &mut bp);
+            // Rows in two blocks, the second starting at a panel boundary.
+            let split = (m / 2).div_ceil(mr) * mr;
+            let mut c = vec![f32::NAN; m * n];
+            packed.product((0, split.min(m)), &bp, n, &mut c, n);
+            if split < m {
+                packed.product((split, m - split), &bp, n, &mut c[split * n..], n);
+            }
+            let want = naive(&a, &b, m, n, k);
+            for (got, want) in c.iter().zip(&want) {
+                assert!((got - want).abs() < 1e-4, "{m}x{n}x{k}: {got} vs {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn portable_kernel_matches_naive() {
+        let (m, n, k) = (4, 16, 9);
+        let a: Vec<f32> = (0..m * k).map(|i| i as f32 / 10.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 7) as f32 - 3.0).collect();
+        let packed = PackedA::with_panel_rows(&a, m, k, 4);
+        // A 16-wide strip is the row-major matrix itself.
+        let acc = generic(k, &packed.data, |p| {
+            b[p * 16..][..16].try_into().expect("16 values")
+        });
+        let want = naive(&a, &b, m, n, k);
+        for r in 0..m {
+            for j in 0..n {
+                assert!((acc[r][j] - want[r * n + j]).abs() < 1e-4);
+            }
+        }
+    }
+}
