@@ -521,9 +521,9 @@ type FixedArgs<'a> = (
 );
 
 /// A depthwise plane with a kernel size known at compile time and column
-/// stride 1, over an input already padded with zeros (row length `pw`): for
-/// each kernel row, every output is summed in a register over that row's
-/// taps and stored once, and the loop over a row vectorises.
+/// stride 1, over an input already padded with zeros (row length `pw`): each
+/// output is summed in a register over all its taps and stored once, and the
+/// loop over a row vectorises.
 #[inline(always)]
 fn depthwise_fixed<const KH: usize, const KW: usize>(
     (padded, pw, sh, k, dst, (oh, ow)): FixedArgs,
@@ -531,17 +531,18 @@ fn depthwise_fixed<const KH: usize, const KW: usize>(
     let weights: [[f32; KW]; KH] =
         std::array::from_fn(|ky| std::array::from_fn(|kx| k[ky * KW + kx]));
     for (oy, out) in dst.chunks_exact_mut(ow).take(oh).enumerate() {
-        out.fill(0.0);
-        for (ky, weights) in weights.iter().enumerate() {
-            let taps: [&[f32]; KW] =
-                std::array::from_fn(|kx| &padded[(oy * sh + ky) * pw + kx..][..ow]);
-            for (i, o) in out.iter_mut().enumerate() {
-                let mut acc = *o;
+        let n = out.len();
+        let rows: [&[f32]; KH] =
+            std::array::from_fn(|ky| &padded[(oy * sh + ky) * pw..][..n + KW - 1]);
+        for (i, o) in out.iter_mut().enumerate() {
+            let mut acc = 0.0;
+            for (row, weights) in rows.iter().zip(&weights) {
+                let taps = &row[i..i + KW];
                 for kx in 0..KW {
-                    acc += weights[kx] * taps[kx][i];
+                    acc += weights[kx] * taps[kx];
                 }
-                *o = acc;
             }
+            *o = acc;
         }
     }
 }
