@@ -2,7 +2,7 @@
 //!
 //! A born-digital PDF page with a usable text layer is read from that layer (confidence 1)
 //! unless OCR is forced. Every other page goes through the `cpu` tier ([`crate::ocr`]):
-//! page orientation, detection, line orientation, recognition, then layout. An engine built
+//! page orientation, detection, recognition, orientation of doubtful lines, then layout. An engine built
 //! without models reports such pages as failed with a clear reason instead of returning
 //! them empty.
 

@@ -80,3 +80,57 @@ fn a_page_turned_90_degrees_is_read_upright() {
         page.text()
     );
 }
+
+#[test]
+fn a_line_printed_upside_down_on_an_upright_page_is_turned() {
+    let upright = read("images/letter.png", ModelSize::Small);
+    let target = upright
+        .lines()
+        .find(|l| l.text == "The quick brown fox jumps over the lazy dog.")
+        .expect("the pangram line")
+        .bbox;
+    // Turn just that line's strip of the page by 180°.
+    let mut img = image::load_from_memory(&fixture("images/letter.png"))
+        .unwrap()
+        .to_rgb8();
+    let (x0, y0) = (target.x0.max(0.0) as u32, (target.y0 - 4.0).max(0.0) as u32);
+    let (w, h) = (
+        (target.x1 - target.x0) as u32 + 1,
+        (target.y1 - target.y0) as u32 + 9,
+    );
+    let strip = image::imageops::rotate180(&*image::imageops::crop_imm(&img, x0, y0, w, h));
+    image::imageops::replace(&mut img, &strip, i64::from(x0), i64::from(y0));
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let engine = Engine::load_default(ModelSize::Small).unwrap();
+    let file = InputFile::open(png, DecodeOptions::default()).unwrap();
+    let doc = engine
+        .recognize(&file, &RecognizeOptions::default(), |_, _| {})
+        .unwrap();
+    let page = &doc.pages[0];
+    assert_eq!(page.rotation, Rotation::R0);
+    let line = page
+        .lines()
+        .find(|l| l.text == "The quick brown fox jumps over the lazy dog.")
+        .unwrap_or_else(|| panic!("not read upright:\n{}", page.text()));
+    // Each word's box is where the turned strip put it: mirrored across the
+    // strip from where the upright page has it.
+    let upright_line = upright
+        .lines()
+        .find(|l| l.text == "The quick brown fox jumps over the lazy dog.")
+        .unwrap();
+    let mirror = |x: f32| 2.0 * x0 as f32 + w as f32 - 1.0 - x;
+    for (turned, orig) in line.words.iter().zip(&upright_line.words) {
+        assert_eq!(turned.text, orig.text);
+        let (a, b) = (mirror(orig.bbox.x1), mirror(orig.bbox.x0));
+        assert!(
+            (turned.bbox.x0 - a).abs() < 12.0 && (turned.bbox.x1 - b).abs() < 12.0,
+            "{}: {:?}, expected x {a}..{b}",
+            turned.text,
+            turned.bbox
+        );
+    }
+    // The other lines are unchanged.
+    assert_eq!(page.lines().count(), upright.lines().count());
+}

@@ -12,9 +12,11 @@ use crate::document::Line;
 /// Orders recognised lines for reading: recursive XY-cut over the line
 /// boxes. A vertical cut needs a gutter that runs the full height of the
 /// lines being cut, at least 1.5 line heights wide, with substantial text
-/// on both sides (3+ lines, lines at least 15% of the width being cut):
-/// narrow columns of figures (prices on a receipt, table cells) stay on
-/// their rows. Otherwise the lines are cut at the widest horizontal gap;
+/// on both sides (3+ lines, lines at least 15% of the width being cut) set
+/// side by side (at least two lines on each side level with a line on the
+/// other): narrow columns of figures (prices on a receipt, table cells)
+/// stay on their rows, and blocks that are only left and right of each
+/// other at different heights are read top to bottom. Otherwise the lines are cut at the widest horizontal gap;
 /// lines sharing a row are read left to right.
 pub fn reading_order(lines: Vec<RawLine>) -> Vec<Line> {
     let boxes: Vec<[f32; 4]> = lines.iter().map(|l| l.quad.bounds()).collect();
@@ -106,7 +108,24 @@ fn xy_cut(items: Vec<usize>, boxes: &[[f32; 4]], median_h: f32, out: &mut Vec<us
                 ws.sort_by(f32::total_cmp);
                 side.len() >= 3 && ws[ws.len() / 2] >= 0.15 * width
             };
-            if substantial(&left) && substantial(&right) {
+            // Columns stand side by side: lines of each face lines of the
+            // other. Blocks that only sit left and right of each other at
+            // different heights (a letter's sender and recipient) are read
+            // top to bottom by the horizontal cuts instead.
+            let facing = |side: &[usize], other: &[usize]| {
+                side.iter()
+                    .filter(|&&i| {
+                        other.iter().any(|&j| {
+                            let overlap =
+                                boxes[i][3].min(boxes[j][3]) - boxes[i][1].max(boxes[j][1]);
+                            let h = (boxes[i][3] - boxes[i][1]).min(boxes[j][3] - boxes[j][1]);
+                            overlap > 0.3 * h.max(1.0)
+                        })
+                    })
+                    .count()
+            };
+            let side_by_side = facing(&left, &right) >= 2 && facing(&right, &left) >= 2;
+            if side_by_side && substantial(&left) && substantial(&right) {
                 xy_cut(left, boxes, median_h, out);
                 xy_cut(right, boxes, median_h, out);
                 return;
@@ -177,5 +196,46 @@ mod tests {
         sort_quads(&mut items);
         let order: String = items.iter().map(|i| i.1).collect();
         assert_eq!(order, "abc");
+    }
+
+    fn cut(boxes: &[[f32; 4]]) -> Vec<usize> {
+        let mut out = Vec::new();
+        xy_cut((0..boxes.len()).collect(), boxes, 20.0, &mut out);
+        out
+    }
+
+    #[test]
+    fn columns_side_by_side_are_read_one_after_the_other() {
+        // Two columns of four lines each, then a full-width footer.
+        let mut boxes = Vec::new();
+        for row in 0..4 {
+            let y = 100.0 + 30.0 * row as f32;
+            boxes.push([50.0, y, 400.0, y + 20.0]);
+        }
+        for row in 0..4 {
+            let y = 104.0 + 30.0 * row as f32;
+            boxes.push([500.0, y, 850.0, y + 20.0]);
+        }
+        boxes.push([50.0, 300.0, 850.0, 320.0]);
+        assert_eq!(cut(&boxes), vec![0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    }
+
+    #[test]
+    fn letter_blocks_at_different_heights_are_read_top_to_bottom() {
+        // A stray mark top left, the sender's address top right, the
+        // recipient's lower left, then the body across the page.
+        let boxes = [
+            [90.0, 60.0, 100.0, 80.0],    // 0: mark
+            [520.0, 130.0, 780.0, 150.0], // 1: sender
+            [540.0, 155.0, 750.0, 175.0], // 2
+            [570.0, 190.0, 800.0, 210.0], // 3
+            [100.0, 230.0, 160.0, 250.0], // 4: recipient
+            [145.0, 250.0, 480.0, 270.0], // 5
+            [180.0, 270.0, 330.0, 290.0], // 6
+            [190.0, 290.0, 310.0, 310.0], // 7
+            [100.0, 340.0, 220.0, 360.0], // 8: body
+            [100.0, 380.0, 830.0, 400.0], // 9
+        ];
+        assert_eq!(cut(&boxes), (0..10).collect::<Vec<_>>());
     }
 }
