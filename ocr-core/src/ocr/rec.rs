@@ -95,10 +95,114 @@ pub fn recognize(
             let mut res = ctc_decode(rows, steps, classes, alphabet);
             res.step_px = step_px;
             res.content_px = content[k] as f32;
+            space_wide_gaps(&mut res, &crops[chunk[k]]);
             results[chunk[k]] = res;
         }
     }
     Ok(results)
+}
+
+/// Puts a space in every blank gap between two characters that is at least
+/// three times the line's character pitch (and at least six steps, a line
+/// height) wide, where the network emitted none. Typewritten text spaced
+/// twice after a full stop, or words set wide apart, otherwise run together
+/// (`organised.The`): the network fires the space class for ordinary word
+/// spacing but not always across a gap several characters wide. A gap with
+/// ink in it (handwriting the network could not read) gets no space.
+///
+/// The pitch is the median distance between the starts of consecutive
+/// characters that are not spaces (three steps, half a line height, when the
+/// line has fewer than four such pairs).
+pub fn space_wide_gaps(res: &mut RecResult, crop: &RgbImage) {
+    let is_space = |c: &CharHit| c.ch.trim().is_empty();
+    let mut pitches: Vec<usize> = res
+        .chars
+        .windows(2)
+        .filter(|w| !is_space(&w[0]) && !is_space(&w[1]))
+        .map(|w| w[1].steps.0.saturating_sub(w[0].steps.0))
+        .collect();
+    let pitch = if pitches.len() >= 4 {
+        pitches.sort_unstable();
+        pitches[pitches.len() / 2]
+    } else {
+        3
+    };
+    let wide = (3 * pitch).max(6);
+    let ink = InkColumns::new(crop);
+    // Crop columns per time step.
+    let scale = res.step_px * crop.width() as f32 / res.content_px.max(1.0);
+    let mut out: Vec<CharHit> = Vec::with_capacity(res.chars.len());
+    for c in std::mem::take(&mut res.chars) {
+        if let Some(prev) = out.last()
+            && !is_space(prev)
+            && !is_space(&c)
+            && c.steps.0.saturating_sub(prev.steps.1) >= wide
+            // The steps fire near a character's middle: the blank part of the
+            // gap lies a step and a half inside each end.
+            && ink.blank((prev.steps.1 as f32 + 2.0) * scale, (c.steps.0 as f32 - 1.0) * scale)
+        {
+            out.push(CharHit {
+                ch: " ".to_string(),
+                prob: prev.prob.min(c.prob),
+                steps: (prev.steps.1 + 1, c.steps.0 - 1),
+            });
+        }
+        out.push(c);
+    }
+    res.chars = out;
+}
+
+/// Which columns of a line crop carry ink: a column is inked when its
+/// darkest pixel in the middle half of the rows is nearer the text's tone
+/// (the 2nd percentile of luminance) than the paper's (the median).
+struct InkColumns {
+    inked: Vec<bool>,
+}
+
+impl InkColumns {
+    fn new(crop: &RgbImage) -> Self {
+        let (w, h) = crop.dimensions();
+        let luma = |x: u32, y: u32| {
+            let p = crop.get_pixel(x, y).0;
+            (u32::from(p[0]) * 299 + u32::from(p[1]) * 587 + u32::from(p[2]) * 114) / 1000
+        };
+        let (y0, y1) = (h / 4, (3 * h / 4).max(h / 4 + 1).min(h));
+        let mut hist = [0u32; 256];
+        for y in y0..y1 {
+            for x in 0..w {
+                hist[luma(x, y) as usize] += 1;
+            }
+        }
+        let total: u32 = hist.iter().sum();
+        let quantile = |q: f32| {
+            let target = (total as f32 * q) as u32;
+            let mut seen = 0;
+            hist.iter()
+                .position(|&n| {
+                    seen += n;
+                    seen > target
+                })
+                .unwrap_or(255) as u32
+        };
+        let (dark, paper) = (quantile(0.02), quantile(0.5));
+        let threshold = (dark + paper) / 2;
+        let inked = (0..w)
+            .map(|x| paper > dark + 30 && (y0..y1).any(|y| luma(x, y) < threshold))
+            .collect();
+        Self { inked }
+    }
+
+    /// Whether crop columns `x0..x1` are (almost) free of ink; an empty or
+    /// inverted range counts as blank.
+    fn blank(&self, x0: f32, x1: f32) -> bool {
+        let n = self.inked.len();
+        let (a, b) = ((x0.max(0.0) as usize).min(n), (x1.max(0.0) as usize).min(n));
+        if a >= b {
+            return true;
+        }
+        let inked = self.inked[a..b].iter().filter(|&&i| i).count();
+        inked * 10 <= b - a
+    }
 }
 
 /// Greedy CTC: the argmax per step, repeats merged, blanks (class 0)
@@ -155,5 +259,72 @@ mod tests {
         assert_eq!(r.chars[0].steps, (0, 1));
         assert_eq!(r.chars[2].steps, (4, 5));
         assert!((r.confidence() - 0.9).abs() < 1e-6);
+    }
+
+    fn hits(spec: &[(&str, usize)]) -> RecResult {
+        RecResult {
+            step_px: 1.0,
+            content_px: 40.0,
+            chars: spec
+                .iter()
+                .map(|&(ch, t)| CharHit {
+                    ch: ch.to_string(),
+                    prob: 0.9,
+                    steps: (t, t),
+                })
+                .collect(),
+            steps: 40,
+        }
+    }
+
+    #[test]
+    fn a_gap_several_characters_wide_becomes_a_space() {
+        // "ed.The na": a pitch of 3 steps, 12 steps from "." to "T".
+        let mut r = hits(&[
+            ("e", 0),
+            ("d", 3),
+            (".", 6),
+            ("T", 18),
+            ("h", 21),
+            ("e", 24),
+            (" ", 26),
+            ("n", 29),
+            ("a", 32),
+        ]);
+        // A white crop, one column per step.
+        let blank = RgbImage::from_pixel(40, 6, image::Rgb([255, 255, 255]));
+        space_wide_gaps(&mut r, &blank);
+        assert_eq!(r.text(), "ed. The na");
+        assert_eq!(r.chars[3].steps, (7, 17));
+        // Ordinary spacing is left alone, and so is a space already there.
+        let mut r = hits(&[
+            ("a", 0),
+            ("b", 4),
+            ("c", 8),
+            (" ", 11),
+            ("d", 16),
+            ("e", 19),
+        ]);
+        space_wide_gaps(&mut r, &blank);
+        assert_eq!(r.text(), "abc de");
+        // Ink in the gap: characters the network skipped, not a space.
+        let mut inked = blank.clone();
+        for x in 0..40 {
+            for y in 0..6 {
+                if x % 2 == 0 {
+                    inked.put_pixel(x, y, image::Rgb([0, 0, 0]));
+                }
+            }
+        }
+        let mut r = hits(&[
+            ("e", 0),
+            ("d", 3),
+            (".", 6),
+            ("T", 18),
+            ("h", 21),
+            ("e", 24),
+        ]);
+        space_wide_gaps(&mut r, &inked);
+        assert_eq!(r.text(), "ed.The");
     }
 }
