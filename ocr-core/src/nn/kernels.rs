@@ -146,6 +146,42 @@ impl Conv2d {
         }
     }
 
+    /// [`Conv2d::finish`] on the values of output row `row` (output channel
+    /// `channel`) from column `c0` on, in an output of `cols` columns.
+    fn finish_at(
+        &self,
+        values: &mut [f32],
+        (row, channel): (usize, usize),
+        (cols, c0): (usize, usize),
+        residual: Option<&[f32]>,
+    ) {
+        let res = residual.map(|res| &res[row * cols + c0..][..values.len()]);
+        self.finish(values, self.bias[channel], res);
+    }
+
+    /// The tasks a convolution's output is cut into: (image, group, first
+    /// row of a block of `block` output channels, start of a stretch of
+    /// `step` along an axis of length `len`: columns or output rows).
+    fn tasks(
+        &self,
+        n: usize,
+        block: usize,
+        (len, step): (usize, usize),
+    ) -> Vec<(usize, usize, usize, usize)> {
+        let cout_g = self.out_channels / self.groups;
+        let mut tasks = Vec::new();
+        for img in 0..n {
+            for g in 0..self.groups {
+                for r0 in (0..cout_g).step_by(block) {
+                    for at in (0..len).step_by(step) {
+                        tasks.push((img, g, r0, at));
+                    }
+                }
+            }
+        }
+        tasks
+    }
+
     /// [`Conv2d::forward`], adding `residual` (the output's size) as
     /// [`Conv2d::residual`] says. `None` if the input is smaller than the
     /// kernel or the residual has the wrong size.
@@ -181,28 +217,25 @@ impl Conv2d {
         }
         let mut out = vec![0f32; len];
         let in_image = self.in_channels * h * w;
-        {
-            out.par_chunks_mut(oh * ow).enumerate().for_each_init(
-                Vec::new,
-                |padded, (plane, dst)| {
-                    let c = plane % self.out_channels;
-                    let img = plane / self.out_channels;
-                    let src = &input[img * in_image + c * h * w..][..h * w];
-                    let kw_len = self.kernel.0 * self.kernel.1;
-                    depthwise_plane(
-                        self,
-                        src,
-                        (h, w),
-                        &self.weight[c * kw_len..][..kw_len],
-                        dst,
-                        (oh, ow),
-                        padded,
-                    );
-                    let res = residual.map(|r| &r[plane * oh * ow..][..oh * ow]);
-                    self.finish(dst, self.bias[c], res);
-                },
-            );
-        }
+        out.par_chunks_mut(oh * ow)
+            .enumerate()
+            .for_each_init(Vec::new, |padded, (plane, dst)| {
+                let c = plane % self.out_channels;
+                let img = plane / self.out_channels;
+                let src = &input[img * in_image + c * h * w..][..h * w];
+                let kw_len = self.kernel.0 * self.kernel.1;
+                depthwise_plane(
+                    self,
+                    src,
+                    (h, w),
+                    &self.weight[c * kw_len..][..kw_len],
+                    dst,
+                    (oh, ow),
+                    padded,
+                );
+                let res = residual.map(|r| &r[plane * oh * ow..][..oh * ow]);
+                self.finish(dst, self.bias[c], res);
+            });
         Some((out, oh, ow))
     }
 
@@ -263,18 +296,8 @@ impl Conv2d {
         let packed = self.packed();
         let tile = column_tile(depth, cols);
         let block = self.row_block(n * self.groups * cols.div_ceil(tile));
-        let mut tasks = Vec::new();
-        for img in 0..n {
-            for g in 0..self.groups {
-                for r0 in (0..cout_g).step_by(block) {
-                    for c0 in (0..cols).step_by(tile) {
-                        tasks.push((img, g, r0, c0));
-                    }
-                }
-            }
-        }
         let tiles = Tiles::new(out, cols);
-        tasks
+        self.tasks(n, block, (cols, tile))
             .into_par_iter()
             .for_each_init(Vec::new, |strips, (img, g, r0, c0)| {
                 let rows = block.min(cout_g - r0);
@@ -292,10 +315,7 @@ impl Conv2d {
                         (first_row, rows),
                         (c0, tn),
                         |dst, ld| packed[g].product_raw((r0, rows), strips, tn, dst, ld),
-                        |r, v| {
-                            let res = residual.map(|res| &res[(first_row + r) * cols + c0..][..tn]);
-                            self.finish(v, self.bias[co0 + r], res);
-                        },
+                        |r, v| self.finish_at(v, (first_row + r, co0 + r), (cols, c0), residual),
                     );
                 }
             });
@@ -330,15 +350,13 @@ impl Conv2d {
         let planes = n * self.in_channels * sw;
         let slack = super::packed::block_sizes().1;
         let mut padded = Vec::with_capacity(planes * plane + slack);
-        padded.spare_capacity_mut()[..planes * plane + slack]
+        let (planes_part, slack_part) =
+            padded.spare_capacity_mut()[..planes * plane + slack].split_at_mut(planes * plane);
+        slack_part.fill(MaybeUninit::new(0.0));
+        planes_part
             .par_chunks_mut(plane)
             .enumerate()
             .for_each(|(i, dst)| {
-                if i >= planes {
-                    // The slack past the last plane.
-                    dst.fill(MaybeUninit::new(0.0));
-                    return;
-                }
                 let (channel, phase) = (i / sw, i % sw);
                 let src = &input[channel * h * w..][..h * w];
                 // Column x of this plane is padded column x·sw + phase, input
@@ -383,51 +401,42 @@ impl Conv2d {
         let cols = oh * ow;
         let rows_per_task = (512 / ow).clamp(1, oh);
         let block = self.row_block(n * self.groups * oh.div_ceil(rows_per_task));
-        let mut tasks = Vec::new();
-        for img in 0..n {
-            for g in 0..self.groups {
-                for r0 in (0..cout_g).step_by(block) {
-                    for oy0 in (0..oh).step_by(rows_per_task) {
-                        tasks.push((img, g, r0, oy0));
+        let tiles = Tiles::new(out, cols);
+        self.tasks(n, block, (oh, rows_per_task))
+            .into_par_iter()
+            .for_each(|(img, g, r0, oy0)| {
+                let rows = block.min(cout_g - r0);
+                let group_start = (img * self.in_channels + g * cin_g) * sw * plane;
+                let co0 = g * cout_g + r0;
+                let first_row = img * self.out_channels + co0;
+                for oy in oy0..(oy0 + rows_per_task).min(oh) {
+                    let c0 = oy * ow;
+                    let start = group_start + oy * sh * pw;
+                    // SAFETY: every task owns a distinct (image, row block,
+                    // output rows) rectangle of the output, and the product
+                    // writes all of it.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        tiles.fill(
+                            (first_row, rows),
+                            (c0, ow),
+                            |dst, ld| {
+                                packed[g].product_taps(
+                                    (r0, rows),
+                                    (&padded, start),
+                                    (&taps, max_tap),
+                                    ow,
+                                    dst,
+                                    ld,
+                                )
+                            },
+                            |r, v| {
+                                self.finish_at(v, (first_row + r, co0 + r), (cols, c0), residual)
+                            },
+                        );
                     }
                 }
-            }
-        }
-        let tiles = Tiles::new(out, cols);
-        tasks.into_par_iter().for_each(|(img, g, r0, oy0)| {
-            let rows = block.min(cout_g - r0);
-            let group_start = (img * self.in_channels + g * cin_g) * sw * plane;
-            let co0 = g * cout_g + r0;
-            let first_row = img * self.out_channels + co0;
-            for oy in oy0..(oy0 + rows_per_task).min(oh) {
-                let c0 = oy * ow;
-                let start = group_start + oy * sh * pw;
-                // SAFETY: every task owns a distinct (image, row block,
-                // output rows) rectangle of the output, and the product
-                // writes all of it.
-                #[allow(unsafe_code)]
-                unsafe {
-                    tiles.fill(
-                        (first_row, rows),
-                        (c0, ow),
-                        |dst, ld| {
-                            packed[g].product_taps(
-                                (r0, rows),
-                                (&padded, start),
-                                (&taps, max_tap),
-                                ow,
-                                dst,
-                                ld,
-                            )
-                        },
-                        |r, v| {
-                            let res = residual.map(|res| &res[(first_row + r) * cols + c0..][..ow]);
-                            self.finish(v, self.bias[co0 + r], res);
-                        },
-                    );
-                }
-            }
-        });
+            });
     }
 }
 

@@ -68,10 +68,6 @@ impl PackedA {
         }
     }
 
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
     /// Rows per panel: row blocks handed to [`PackedA::product`] start at a
     /// multiple of it.
     pub fn panel_rows(&self) -> usize {
@@ -140,31 +136,18 @@ impl PackedA {
         c: *mut f32,
         ldc: usize,
     ) {
-        let (mr, nr) = (self.mr, block_sizes().1);
-        assert_eq!(mr, block_sizes().0, "product: packed for another CPU");
-        assert!(
-            r0.is_multiple_of(mr) && r0 + rows <= self.rows,
-            "product: rows outside the matrix"
-        );
-        let k = self.depth;
+        let (k, nr) = (self.depth, block_sizes().1);
         assert!(
             b.len() >= cols.div_ceil(nr) * k * nr,
             "product: packed columns too short"
         );
-        for pr in (0..rows).step_by(mr) {
-            let panel = &self.data[(r0 + pr) / mr * k * mr..][..k * mr];
-            let prows = mr.min(rows - pr);
-            for c0 in (0..cols).step_by(nr) {
-                let strip = Strip {
-                    ptr: b[c0 / nr * k * nr..].as_ptr(),
-                    nr,
-                };
-                let width = nr.min(cols - c0);
-                // SAFETY: the panel holds `k` rows (sliced above), the strip
-                // too (the assertion above); the caller vouches for the
-                // `prows × width` block of `c` at (pr, c0).
-                unsafe { kernel(k, panel, strip, c.add(pr * ldc + c0), ldc, prows, width) };
-            }
+        // SAFETY: strip `c0 / nr` holds `k` rows of `nr` values (the
+        // assertion above); the caller vouches for `c`.
+        unsafe {
+            self.each_block((r0, rows), cols, c, ldc, |c0| Strip {
+                ptr: b[c0 / nr * k * nr..].as_ptr(),
+                nr,
+            })
         }
     }
 
@@ -180,7 +163,6 @@ impl PackedA {
     /// `c` must be valid for writes of `rows` rows of `cols` values, `ldc`
     /// apart, that nothing else reads or writes meanwhile.
     #[allow(unsafe_code)]
-    #[allow(clippy::too_many_arguments)]
     pub unsafe fn product_taps(
         &self,
         (r0, rows): (usize, usize),
@@ -190,6 +172,42 @@ impl PackedA {
         c: *mut f32,
         ldc: usize,
     ) {
+        let (k, nr) = (self.depth, block_sizes().1);
+        assert!(taps.len() == k, "product: one tap per row of b");
+        debug_assert!(taps.iter().all(|&t| t <= max_tap));
+        assert!(
+            cols == 0 || start + max_tap + cols.div_ceil(nr) * nr <= input.len(),
+            "product: input too short for its taps"
+        );
+        // SAFETY: every tap lies at most `max_tap` past the start, and the
+        // input holds a whole vector past it (the assertion above); the
+        // caller vouches for `c`.
+        unsafe {
+            self.each_block((r0, rows), cols, c, ldc, |c0| Taps {
+                base: input.as_ptr().wrapping_add(start + c0),
+                taps,
+            })
+        }
+    }
+
+    /// Runs the micro-kernel on every (panel, `nr` columns) block of
+    /// `c = a[r0..r0 + rows] · b`, with `source(c0)` giving where the rows
+    /// of `b` for columns `c0..c0 + nr` are read.
+    ///
+    /// # Safety
+    ///
+    /// Every source must be readable for `k` rows of `nr` values, and `c`
+    /// valid for writes of `rows` rows of `cols` values `ldc` apart that
+    /// nothing else touches meanwhile.
+    #[allow(unsafe_code)]
+    unsafe fn each_block<R: Rows>(
+        &self,
+        (r0, rows): (usize, usize),
+        cols: usize,
+        c: *mut f32,
+        ldc: usize,
+        source: impl Fn(usize) -> R,
+    ) {
         let (mr, nr) = (self.mr, block_sizes().1);
         assert_eq!(mr, block_sizes().0, "product: packed for another CPU");
         assert!(
@@ -197,25 +215,25 @@ impl PackedA {
             "product: rows outside the matrix"
         );
         let k = self.depth;
-        assert!(taps.len() == k, "product: one tap per row of b");
-        debug_assert!(taps.iter().all(|&t| t <= max_tap));
-        assert!(
-            cols == 0 || start + max_tap + cols.div_ceil(nr) * nr <= input.len(),
-            "product: input too short for its taps"
-        );
         for pr in (0..rows).step_by(mr) {
             let panel = &self.data[(r0 + pr) / mr * k * mr..][..k * mr];
             let prows = mr.min(rows - pr);
             for c0 in (0..cols).step_by(nr) {
-                let source = Taps {
-                    base: input.as_ptr().wrapping_add(start + c0),
-                    taps,
-                };
                 let width = nr.min(cols - c0);
-                // SAFETY: every tap lies at most `max_tap` past the start,
-                // and the input holds a whole vector past it (the assertion
-                // above); the caller vouches for `c`.
-                unsafe { kernel(k, panel, source, c.add(pr * ldc + c0), ldc, prows, width) };
+                // SAFETY: the panel holds `k` rows (sliced above); the caller
+                // vouches for the source and the `prows × width` block of `c`
+                // at (pr, c0).
+                unsafe {
+                    kernel(
+                        k,
+                        panel,
+                        source(c0),
+                        c.add(pr * ldc + c0),
+                        ldc,
+                        prows,
+                        width,
+                    )
+                };
             }
         }
     }

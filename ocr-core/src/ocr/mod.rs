@@ -234,23 +234,21 @@ impl OcrModels {
         }
         let doubtful_crops: Vec<RgbImage> = doubtful.iter().map(|&i| crops[i].clone()).collect();
         let flips = self.line_flips(&doubtful_crops)?;
-        let mut turned: Vec<(usize, RgbImage)> = doubtful
+        let turned: Vec<usize> = doubtful
             .into_iter()
-            .zip(doubtful_crops)
             .zip(flips)
-            .filter(|(_, flip)| *flip)
-            .map(|((i, mut crop), _)| {
-                image::imageops::rotate180_in_place(&mut crop);
-                (i, crop)
-            })
+            .filter_map(|(i, flip)| flip.then_some(i))
             .collect();
         if turned.is_empty() {
             return Ok(());
         }
-        let turned_crops: Vec<RgbImage> = turned.iter().map(|(_, c)| c.clone()).collect();
+        let turned_crops: Vec<RgbImage> = turned
+            .iter()
+            .map(|&i| image::imageops::rotate180(&crops[i]))
+            .collect();
         let again = rec::recognize(&self.rec, &self.alphabet, &turned_crops, self.rec_batch)
             .map_err(internal)?;
-        for ((i, crop), res) in turned.drain(..).zip(again) {
+        for ((i, crop), res) in turned.into_iter().zip(turned_crops).zip(again) {
             if res.confidence() > results[i].confidence() {
                 let [tl, tr, br, bl] = quads[i].0.0;
                 quads[i].0 = Quad([br, bl, tl, tr]);

@@ -128,7 +128,8 @@ pub fn space_wide_gaps(res: &mut RecResult, crop: &RgbImage) {
         3
     };
     let wide = (3 * pitch).max(6);
-    let ink = InkColumns::new(crop);
+    // Built only once a wide gap turns up: most lines have none.
+    let mut ink: Option<InkColumns> = None;
     // Crop columns per time step.
     let scale = res.step_px * crop.width() as f32 / res.content_px.max(1.0);
     let mut out: Vec<CharHit> = Vec::with_capacity(res.chars.len());
@@ -139,7 +140,9 @@ pub fn space_wide_gaps(res: &mut RecResult, crop: &RgbImage) {
             && c.steps.0.saturating_sub(prev.steps.1) >= wide
             // The steps fire near a character's middle: the blank part of the
             // gap lies a step and a half inside each end.
-            && ink.blank((prev.steps.1 as f32 + 2.0) * scale, (c.steps.0 as f32 - 1.0) * scale)
+            && ink
+                .get_or_insert_with(|| InkColumns::new(crop))
+                .blank((prev.steps.1 as f32 + 2.0) * scale, (c.steps.0 as f32 - 1.0) * scale)
         {
             out.push(CharHit {
                 ch: " ".to_string(),
