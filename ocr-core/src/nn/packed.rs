@@ -81,7 +81,8 @@ impl PackedA {
 pub fn pack_b(b: &[f32], ldb: usize, depth: usize, cols: usize, out: &mut Vec<f32>) {
     let nr = block_sizes().1;
     let strips = cols.div_ceil(nr);
-    out.clear();
+    // Only the last strip's padding columns need zeros: every other value
+    // is overwritten below.
     out.resize(strips * depth * nr, 0.0);
     assert!(
         depth == 0 || cols == 0 || b.len() >= (depth - 1) * ldb + cols,
@@ -91,7 +92,9 @@ pub fn pack_b(b: &[f32], ldb: usize, depth: usize, cols: usize, out: &mut Vec<f3
         let c0 = s * nr;
         let width = nr.min(cols - c0);
         for (k, dst) in strip.chunks_exact_mut(nr).enumerate() {
-            dst[..width].copy_from_slice(&b[k * ldb + c0..][..width]);
+            let (values, pad) = dst.split_at_mut(width);
+            values.copy_from_slice(&b[k * ldb + c0..][..width]);
+            pad.fill(0.0);
         }
     }
 }

@@ -70,13 +70,18 @@ pub fn detect(
     image: &RgbImage,
     p: &DetParams,
 ) -> Result<Vec<Detection>, crate::nn::GraphError> {
+    let mut clock = super::trace::Clock::start();
     let (dw, dh) = input_size(image.width(), image.height(), p);
     let mut input = vec![0f32; 3 * dw * dh];
     // BGR, (x / 255 - 0.5) / 0.5, as the reference pipeline feeds PP-OCRv6.
     resize_normalize(image, dw, dh, [0.5; 3], [0.5; 3], true, &mut input, dw);
     let x = Tensor::from_vec(input, (1, 3, dh, dw), &Device::Cpu)?;
+    clock.lap("detect: resize");
     let prob: Vec<f32> = model.run(x)?.flatten_all()?.to_vec1()?;
-    Ok(postprocess(&prob, dw, dh, image.width(), image.height(), p))
+    clock.lap("detect: network");
+    let found = postprocess(&prob, dw, dh, image.width(), image.height(), p);
+    clock.lap("detect: boxes");
+    Ok(found)
 }
 
 /// DB post-processing of a `w`×`h` probability map into page-space quads.
