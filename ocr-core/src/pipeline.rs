@@ -82,19 +82,46 @@ impl Engine {
         index: usize,
         options: &RecognizeOptions,
     ) -> Page {
+        self.read_page(file, index, options, false).0
+    }
+
+    /// [`Engine::recognize_page`], also returning the image the page's boxes refer to: the
+    /// decoded (or rendered) page turned upright as the engine turned it. `None` for a page
+    /// that failed before it had an image.
+    pub fn recognize_page_with_image(
+        &self,
+        file: &InputFile,
+        index: usize,
+        options: &RecognizeOptions,
+    ) -> (Page, Option<RgbImage>) {
+        self.read_page(file, index, options, true)
+    }
+
+    fn read_page(
+        &self,
+        file: &InputFile,
+        index: usize,
+        options: &RecognizeOptions,
+        want_image: bool,
+    ) -> (Page, Option<RgbImage>) {
         let is_pdf = file.kind() == crate::decode::FileKind::Pdf;
         if is_pdf && !options.force_ocr {
-            match file.page(index, PageParts::TEXT_LAYER) {
-                Ok(decoded) if decoded.text_layer.as_ref().is_some_and(|l| l.is_usable()) => {
-                    return self.page_from_text_layer(decoded);
+            let parts = PageParts {
+                image: want_image,
+                text_layer: true,
+            };
+            match file.page(index, parts) {
+                Ok(mut decoded) if decoded.text_layer.as_ref().is_some_and(|l| l.is_usable()) => {
+                    let image = decoded.image.take().map(|i| i.pixels);
+                    return (self.page_from_text_layer(decoded), image);
                 }
                 Ok(_) => {}
-                Err(e) => return Page::failed(index, e.to_string()),
+                Err(e) => return (Page::failed(index, e.to_string()), None),
             }
         }
         match file.page(index, PageParts::IMAGE) {
-            Ok(decoded) => self.page_from_image(decoded, is_pdf, options),
-            Err(e) => Page::failed(index, e.to_string()),
+            Ok(decoded) => self.page_from_image(decoded, is_pdf, options, want_image),
+            Err(e) => (Page::failed(index, e.to_string()), None),
         }
     }
 
@@ -123,7 +150,8 @@ impl Engine {
         decoded: DecodedPage,
         is_pdf: bool,
         options: &RecognizeOptions,
-    ) -> Page {
+        want_image: bool,
+    ) -> (Page, Option<RgbImage>) {
         let mut page = empty_page(&decoded);
         let Some(models) = &self.models else {
             page.outcome = PageOutcome::Failed {
@@ -133,14 +161,20 @@ impl Engine {
                     format!("{NO_ENGINE}: image pages need OCR")
                 },
             };
-            return page;
+            return (
+                page,
+                want_image
+                    .then(|| decoded.image.map(|i| i.pixels))
+                    .flatten(),
+            );
         };
         let Some(image) = decoded.image else {
             page.outcome = PageOutcome::Failed {
                 reason: "the page has no image".into(),
             };
-            return page;
+            return (page, None);
         };
+        let original = want_image.then(|| image.pixels.clone());
         match read_image(models, image.pixels, options) {
             Ok((image, rotation, lines)) => {
                 page.width = image.width();
@@ -157,14 +191,15 @@ impl Engine {
                 page.outcome = PageOutcome::Done {
                     source: TextSource::Recognition,
                 };
+                (page, want_image.then_some(image))
             }
             Err(e) => {
                 page.outcome = PageOutcome::Failed {
                     reason: e.to_string(),
-                }
+                };
+                (page, original)
             }
         }
-        page
     }
 
     /// Reads the selected pages of `file` in order, calling `progress(done, total)` after each.
@@ -173,6 +208,30 @@ impl Engine {
         file: &InputFile,
         options: &RecognizeOptions,
         mut progress: impl FnMut(usize, usize),
+    ) -> Result<Document> {
+        self.recognize_pages(file, options, false, |done, total, _, _| {
+            progress(done, total)
+        })
+    }
+
+    /// [`Engine::recognize`], also handing each page's image (as
+    /// [`Engine::recognize_page_with_image`] returns it) to `each(done, total, page, image)`,
+    /// for exports that need the pixels, such as a searchable PDF.
+    pub fn recognize_with_images(
+        &self,
+        file: &InputFile,
+        options: &RecognizeOptions,
+        each: impl FnMut(usize, usize, &Page, Option<RgbImage>),
+    ) -> Result<Document> {
+        self.recognize_pages(file, options, true, each)
+    }
+
+    fn recognize_pages(
+        &self,
+        file: &InputFile,
+        options: &RecognizeOptions,
+        want_images: bool,
+        mut each: impl FnMut(usize, usize, &Page, Option<RgbImage>),
     ) -> Result<Document> {
         let count = file.page_count();
         let indices: Vec<usize> = match &options.pages {
@@ -188,9 +247,10 @@ impl Engine {
             None => (0..count).collect(),
         };
         let mut pages = Vec::with_capacity(indices.len());
-        for (done, index) in indices.iter().enumerate() {
-            pages.push(self.recognize_page(file, *index, options));
-            progress(done + 1, indices.len());
+        for (done, &index) in indices.iter().enumerate() {
+            let (page, image) = self.read_page(file, index, options, want_images);
+            each(done + 1, indices.len(), &page, image);
+            pages.push(page);
         }
         Ok(Document { pages })
     }

@@ -43,6 +43,26 @@ struct BlockJson<'a> {
     bbox: [f32; 4],
     confidence: f32,
     lines: Vec<LineJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    table: Option<TableJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct TableJson<'a> {
+    rows: usize,
+    columns: usize,
+    cells: Vec<CellJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct CellJson<'a> {
+    row: usize,
+    column: usize,
+    row_span: usize,
+    column_span: usize,
+    header: bool,
+    text: &'a str,
+    bbox: [f32; 4],
 }
 
 #[derive(Serialize)]
@@ -60,13 +80,18 @@ struct WordJson<'a> {
     confidence: f32,
 }
 
-/// Boxes to a tenth of a pixel and confidences to four places: more digits are noise.
+/// Boxes to a tenth of a pixel and confidences to four places: more digits are noise. A value
+/// that is not a finite number (which JSON cannot carry) becomes 0.
 fn bbox(b: &BBox) -> [f32; 4] {
-    b.to_array().map(|v| (v * 10.0).round() / 10.0)
+    b.to_array().map(|v| finite((v * 10.0).round() / 10.0))
 }
 
 fn conf(c: f32) -> f32 {
-    (c.clamp(0.0, 1.0) * 10_000.0).round() / 10_000.0
+    (finite(c).clamp(0.0, 1.0) * 10_000.0).round() / 10_000.0
+}
+
+fn finite(v: f32) -> f32 {
+    if v.is_finite() { v } else { 0.0 }
 }
 
 fn kind(k: BlockKind) -> (&'static str, Option<u8>) {
@@ -109,6 +134,23 @@ fn block(b: &Block) -> BlockJson<'_> {
         bbox: bbox(&b.bbox),
         confidence: conf(b.confidence()),
         lines: b.lines.iter().map(line).collect(),
+        table: b.table.as_ref().map(|t| TableJson {
+            rows: t.rows,
+            columns: t.columns,
+            cells: t
+                .cells
+                .iter()
+                .map(|c| CellJson {
+                    row: c.row,
+                    column: c.column,
+                    row_span: c.row_span.max(1),
+                    column_span: c.column_span.max(1),
+                    header: c.header,
+                    text: &c.text,
+                    bbox: bbox(&c.bbox),
+                })
+                .collect(),
+        }),
     }
 }
 
@@ -131,7 +173,7 @@ fn page(p: &Page) -> PageJson<'_> {
         source,
         width: p.width,
         height: p.height,
-        dpi: p.dpi,
+        dpi: finite(p.dpi).max(0.0),
         rotation: p.rotation.degrees(),
         language: p.language.as_deref(),
         text: p.text(),
@@ -153,7 +195,7 @@ fn job(document: &Document) -> JobJson<'_> {
 
 pub(crate) fn write(
     document: &Document,
-    options: &ExportOptions,
+    options: &ExportOptions<'_>,
     out: &mut dyn Write,
 ) -> Result<(), ExportError> {
     let job = job(document);

@@ -1,8 +1,11 @@
-//! Markdown: headings as `#` lines, paragraphs, pages separated by a thematic break.
+//! Markdown (CommonMark, with GitHub-flavoured tables): headings as `#` lines, paragraphs whose
+//! lines are kept as lines, list items, tables as pipe tables (the first row is the header
+//! row, which pipe tables require), pages separated by a thematic break (`---`). Text that
+//! Markdown would read as markup is escaped.
 
 use std::io::Write;
 
-use ocr_core::{Block, BlockKind, Document};
+use ocr_core::{Block, BlockKind, Document, Table};
 
 use crate::ExportError;
 
@@ -26,6 +29,9 @@ pub(crate) fn write(document: &Document, out: &mut dyn Write) -> Result<(), Expo
 }
 
 fn block(block: &Block) -> Option<String> {
+    if let Some(table) = block.table.as_ref().filter(|t| !t.cells.is_empty()) {
+        return Some(pipe_table(table));
+    }
     let text = block
         .lines
         .iter()
@@ -47,30 +53,56 @@ fn block(block: &Block) -> Option<String> {
     })
 }
 
+/// A pipe table; each cell's text on one line, escaped (pipes included).
+fn pipe_table(table: &Table) -> String {
+    let grid = crate::csv::grid(table);
+    let columns = grid.first().map_or(0, Vec::len).max(1);
+    let row = |cells: &[String]| {
+        let mut line = String::from("|");
+        for c in 0..columns {
+            let text = cells.get(c).map_or(String::new(), |t| {
+                escape(&t.split_whitespace().collect::<Vec<_>>().join(" "))
+            });
+            line.push(' ');
+            line.push_str(&text);
+            line.push_str(" |");
+        }
+        line
+    };
+    let mut lines = Vec::with_capacity(grid.len() + 1);
+    lines.push(row(grid.first().map_or(&[][..], Vec::as_slice)));
+    lines.push(format!("|{}", " --- |".repeat(columns)));
+    lines.extend(grid.iter().skip(1).map(|r| row(r)));
+    lines.join("\n")
+}
+
 /// Escapes what CommonMark would read as markup: inline punctuation everywhere, and the
 /// characters that start a heading, list, quote, thematic break or numbered item at the
 /// start of a line.
 pub(crate) fn escape(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
-    for c in line.trim().chars() {
-        if matches!(
-            c,
-            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '#'
-        ) {
+    let mut chars = line.trim().chars().peekable();
+    while let Some(c) = chars.next() {
+        // `&` only where it could start an entity reference (`&amp;`, `&#38;`).
+        let entity = c == '&'
+            && chars
+                .peek()
+                .is_some_and(|n| n.is_alphanumeric() || *n == '#');
+        if entity
+            || matches!(
+                c,
+                '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '#' | '~'
+            )
+        {
             out.push('\\');
         }
         out.push(c);
     }
-    let starts_block = out.starts_with(['-', '+', '='])
-        || out
-            .find(|c: char| !c.is_ascii_digit())
-            .is_some_and(|i| i > 0 && matches!(&out[i..i + 1], "." | ")"));
-    if starts_block {
-        let pos = out
-            .find(|c: char| !c.is_ascii_digit())
-            .filter(|&i| i > 0)
-            .unwrap_or(0);
-        out.insert(pos, '\\');
+    let digits = out.len() - out.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    if out.starts_with(['-', '+', '=']) {
+        out.insert(0, '\\');
+    } else if digits > 0 && out[digits..].starts_with(['.', ')']) {
+        out.insert(digits, '\\');
     }
     out
 }
@@ -86,5 +118,7 @@ mod tests {
         assert_eq!(escape("1. one"), "1\\. one");
         assert_eq!(escape("a*b_c"), "a\\*b\\_c");
         assert_eq!(escape("2024 was"), "2024 was");
+        assert_eq!(escape("AT&T &amp; co"), "AT\\&T \\&amp; co");
+        assert_eq!(escape("6𞹵."), "6𞹵.");
     }
 }

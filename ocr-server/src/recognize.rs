@@ -4,6 +4,7 @@
 //! not be written); 2 bad arguments; 3 the output was written but some pages failed (each
 //! failure is reported on stderr with its reason).
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -15,14 +16,17 @@ use ocr_core::{
     DecodeOptions, Engine, InputFile, ModelSize, PageOutcome, RecognizeOptions,
     parse_page_selection,
 };
-use ocr_formats::{ExportOptions, Format, export};
+use ocr_formats::{ExportOptions, Format, PageImage, export};
+
+const FORMATS: [&str; 8] = ["txt", "md", "json", "docx", "pdf", "csv", "hocr", "alto"];
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The file to read; `-` reads standard input.
     file: PathBuf,
-    /// Output format.
-    #[arg(long, short, default_value = "txt", value_parser = ["txt", "md", "json"])]
+    /// Output format: txt, md, json, docx, pdf (searchable: the page images under an
+    /// invisible text layer), csv (the tables), hocr or alto.
+    #[arg(long, short, default_value = "txt", value_parser = FORMATS)]
     format: String,
     /// Pages to read, 1-based, e.g. `1-3,7` or `5-`.
     #[arg(long)]
@@ -89,6 +93,13 @@ struct BadArgument(String);
 /// Runs the command; returns how many pages failed.
 fn recognize(args: &Args) -> anyhow::Result<usize> {
     let format: Format = args.format.parse()?;
+    if format.is_binary() && args.output.is_none() && std::io::stdout().is_terminal() {
+        return Err(BadArgument(format!(
+            "{} is binary: write it to a file with -o FILE, or redirect standard output",
+            format.extension()
+        ))
+        .into());
+    }
     let size: ModelSize = args.model.parse().map_err(BadArgument)?;
     let engine = Engine::load_default(size).context("loading the recognition models")?;
     let bytes = read_input(&args.file)?;
@@ -115,8 +126,28 @@ fn recognize(args: &Args) -> anyhow::Result<usize> {
         .map_err(|e| BadArgument(e.to_string()))?;
     let total = options.pages.as_ref().map_or(file.page_count(), Vec::len);
     let bar = progress_bar(total);
-    let document = engine.recognize(&file, &options, |done, _| bar.set_position(done as u64))?;
+    // The searchable PDF needs each page's image: compressed as soon as the page is read.
+    let mut images: HashMap<usize, PageImage> = HashMap::new();
+    let mut image_error = None;
+    let document = if format == Format::Pdf {
+        engine.recognize_with_images(&file, &options, |done, _, page, image| {
+            bar.set_position(done as u64);
+            if let Some(pixels) = image {
+                match PageImage::encode(&pixels) {
+                    Ok(encoded) => {
+                        images.insert(page.index, encoded);
+                    }
+                    Err(e) => image_error = Some(e),
+                }
+            }
+        })?
+    } else {
+        engine.recognize(&file, &options, |done, _| bar.set_position(done as u64))?
+    };
     bar.finish_and_clear();
+    if let Some(e) = image_error {
+        return Err(e).context("compressing a page image");
+    }
 
     let mut failed = 0;
     for page in &document.pages {
@@ -126,7 +157,10 @@ fn recognize(args: &Args) -> anyhow::Result<usize> {
         }
     }
 
-    let export_options = ExportOptions { pretty: true };
+    let export_options = ExportOptions {
+        pretty: true,
+        images: Some(&images),
+    };
     match &args.output {
         Some(path) => {
             let mut out =
