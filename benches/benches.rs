@@ -1,9 +1,10 @@
 //! The workspace's criterion benchmarks, one binary, a module per area. Throughput is in pages.
 //!
-//! `cargo bench -p ocr-benches` (add `-- decode`, `-- nn`, `-- page` or `-- pdf` to run one
-//! area).
+//! `cargo bench -p ocr-benches` (add `-- decode`, `-- exports`, `-- nn`, `-- page` or `-- pdf` to run
+//! one area).
 
 mod decode;
+mod exports;
 mod nn;
 mod page;
 mod pdf;
@@ -18,4 +19,10 @@ fn fixture(path: &str) -> Vec<u8> {
     std::fs::read(&full).unwrap_or_else(|e| panic!("reading {}: {e}", full.display()))
 }
 
-criterion::criterion_main!(decode::benches, nn::benches, page::benches, pdf::benches);
+criterion::criterion_main!(
+    decode::benches,
+    exports::benches,
+    nn::benches,
+    page::benches,
+    pdf::benches
+);

@@ -200,7 +200,7 @@ fn write_page(
     content.push_str("BT\n3 Tr\n");
     let em_below = -f32::from(DESCENT) / 1000.0;
     for word in page.lines().flat_map(|l| l.words.iter()) {
-        let text: String = word.text.chars().filter(|c| !c.is_control()).collect();
+        let text = visual_order(&word.text);
         let n = text.chars().count();
         let b = word.bbox.clamp_to(px_w, px_h);
         if n == 0 || b.width() <= 0.0 || b.height() <= 0.0 {
@@ -307,6 +307,22 @@ fn to_unicode(chars: &[char]) -> String {
     }
     s.push_str("endcmap\nCMapName currentdict /CMap defineresource pop\nend\nend\n");
     s
+}
+
+/// A word's characters in the order they sit on the page, left to right, control characters
+/// dropped: a right-to-left word (Arabic, Hebrew, ...) is reversed, as PDF text extractors
+/// expect glyphs of right-to-left text drawn in visual order and reverse them back.
+fn visual_order(word: &str) -> String {
+    let chars = word.chars().filter(|c| !c.is_control());
+    let rtl = word
+        .chars()
+        .find(|c| c.is_alphabetic())
+        .is_some_and(|c| matches!(c as u32, 0x0590..=0x08FF | 0xFB1D..=0xFDFF | 0xFE70..=0xFEFF));
+    if rtl {
+        chars.rev().collect()
+    } else {
+        chars.collect()
+    }
 }
 
 /// A number with at most three decimals and no exponent, as PDF wants.

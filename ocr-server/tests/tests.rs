@@ -1,3 +1,4 @@
 //! Integration tests of the `ocr` binary, built into one test binary.
 
 mod cli;
+mod exports;
