@@ -49,6 +49,9 @@ const CORE: &str = concat!(
     "</cp:coreProperties>"
 );
 
+/// The width between the margins of the document's pages, in twips (1/1440 inch).
+const TEXT_WIDTH: usize = 12240 - 2 * 1440;
+
 const W_NS: &str = "http://schemas.openxmlformats.org/wordprocessingml/2006/main";
 
 fn styles() -> String {
@@ -206,11 +209,16 @@ fn write_table(table: &Table, s: &mut String) {
             }
         }
     }
-    s.push_str(
-        "<w:tbl><w:tblPr><w:tblStyle w:val=\"TableGrid\"/><w:tblW w:w=\"0\" w:type=\"auto\"/></w:tblPr><w:tblGrid>",
-    );
+    // Equal columns across the text width (the page less its margins, in twips): readers lay
+    // out spanning cells from the grid's widths, and some ignore a grid without them.
+    let column_width = TEXT_WIDTH / columns.max(1);
+    s.push_str(&format!(
+        "<w:tbl><w:tblPr><w:tblStyle w:val=\"TableGrid\"/><w:tblW w:w=\"{}\" w:type=\"dxa\"/>\
+         <w:tblLayout w:type=\"fixed\"/></w:tblPr><w:tblGrid>",
+        column_width * columns
+    ));
     for _ in 0..columns {
-        s.push_str("<w:gridCol/>");
+        s.push_str(&format!("<w:gridCol w:w=\"{column_width}\"/>"));
     }
     s.push_str("</w:tblGrid>");
     for (r, row) in grid.iter().enumerate() {
@@ -232,7 +240,10 @@ fn write_table(table: &Table, s: &mut String) {
             } else {
                 span[r][c]
             };
-            s.push_str("<w:tc><w:tcPr>");
+            s.push_str(&format!(
+                "<w:tc><w:tcPr><w:tcW w:w=\"{}\" w:type=\"dxa\"/>",
+                column_width * cs
+            ));
             if cs > 1 {
                 s.push_str(&format!("<w:gridSpan w:val=\"{cs}\"/>"));
             }
