@@ -33,6 +33,7 @@ mod hocr;
 mod json;
 mod md;
 mod pdf;
+mod pdf_copy;
 mod txt;
 mod xml;
 
@@ -41,7 +42,7 @@ use std::str::FromStr;
 
 use ocr_core::Document;
 
-pub use pdf::{PageImage, PageImages};
+pub use pdf::{PageImage, PageImages, PageSources};
 
 /// The formats an exported document can take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,6 +9,10 @@
 //! set at its box's height (the font's ascent and descent span one em) and stretched
 //! horizontally (`Tz`) to its box's width, so `pdftotext -bbox` reports the box.
 //!
+//! A born-digital page that was read from its own text layer is already searchable: when the
+//! caller hands over the source PDF ([`PageImages::source_pdf`]) that page is copied from it
+//! with its vector content (`pdf_copy.rs`), and gets no image and no added text.
+//!
 //! Page images come from the caller ([`PageImages`]), compressed as [`PageImage`]s. A page
 //! whose image is not available, such as a failed page, is a blank page the size its image
 //! would have had (or US Letter), with its text layer if it has text.
@@ -20,9 +24,10 @@ use std::io::Write;
 use flate2::Compression;
 use flate2::write::ZlibEncoder;
 use ocr_core::image::RgbImage;
-use ocr_core::{Document, Page};
+use ocr_core::{Document, Page, PageOutcome, TextSource};
 
 use crate::font::{ADVANCE, ASCENT, DESCENT, glyphless_ttf};
+use crate::pdf_copy::{Source, serialize};
 use crate::{ExportError, ExportOptions};
 
 /// Resolution assumed for a page that does not know its own.
@@ -53,7 +58,31 @@ pub(crate) fn write(
     let page_ids: Vec<usize> = (0..document.pages.len())
         .map(|i| FIRST_PAGE_OBJECT + i * PER_PAGE)
         .collect();
+    let from_text_layer = |p: &Page| {
+        matches!(
+            p.outcome,
+            PageOutcome::Done {
+                source: TextSource::TextLayer
+            }
+        )
+    };
+    let source = options
+        .images
+        .filter(|_| document.pages.iter().any(from_text_layer))
+        .and_then(|i| i.source_pdf())
+        .and_then(Source::parse);
+    let mut next_id = FIRST_PAGE_OBJECT + document.pages.len() * PER_PAGE;
+    let mut copied = HashMap::new();
     for (page, &id) in document.pages.iter().zip(&page_ids) {
+        let copied = source
+            .as_ref()
+            .filter(|_| from_text_layer(page))
+            .and_then(|s| s.page(page.index, next_id, &mut copied));
+        if let Some((dict, objects)) = copied {
+            next_id += objects.len();
+            write_copied_page(&mut pdf, id, dict, &objects)?;
+            continue;
+        }
         let image = options.images.and_then(|images| images.image(page));
         write_page(&mut pdf, page, image.as_deref(), id, &mut codes)?;
     }
@@ -149,10 +178,17 @@ impl PageImage {
     }
 }
 
-/// Where the PDF exporter gets each page's image.
+/// Where the PDF exporter gets each page's image, and the PDF the document came from.
 pub trait PageImages {
     /// The image of `page`, whose boxes refer to its pixels; `None` leaves the page blank.
     fn image(&self, page: &Page) -> Option<Cow<'_, PageImage>>;
+
+    /// The PDF file the document was read from, if it was one: its pages that were read from
+    /// their text layer are copied from it with their vector content instead of being drawn
+    /// from their image.
+    fn source_pdf(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 /// Images by page index (`Page::index`).
@@ -160,6 +196,49 @@ impl PageImages for HashMap<usize, PageImage> {
     fn image(&self, page: &Page) -> Option<Cow<'_, PageImage>> {
         self.get(&page.index).map(Cow::Borrowed)
     }
+}
+
+/// Page images by page index, and the source PDF when the input was one.
+#[derive(Debug, Clone, Default)]
+pub struct PageSources {
+    pub images: HashMap<usize, PageImage>,
+    pub pdf: Option<Vec<u8>>,
+}
+
+impl PageImages for PageSources {
+    fn image(&self, page: &Page) -> Option<Cow<'_, PageImage>> {
+        self.images.image(page)
+    }
+
+    fn source_pdf(&self) -> Option<&[u8]> {
+        self.pdf.as_deref()
+    }
+}
+
+/// A page copied from the source PDF: its dictionary at `id` (the two other numbers of the
+/// page's slot unused), the objects it needs after it.
+fn write_copied_page(
+    pdf: &mut Writer<'_>,
+    id: usize,
+    mut page: lopdf::Dictionary,
+    objects: &[(usize, lopdf::Object)],
+) -> Result<(), ExportError> {
+    page.set("Parent", lopdf::Object::Reference((PAGES as u32, 0)));
+    let mut body = Vec::new();
+    serialize(&lopdf::Object::Dictionary(page), &mut body);
+    pdf.raw_object(id, &body, None)?;
+    pdf.object(id + 1, "null")?;
+    pdf.object(id + 2, "null")?;
+    for (object_id, object) in objects {
+        body.clear();
+        serialize(object, &mut body);
+        let content = match object {
+            lopdf::Object::Stream(s) => Some(s.content.as_slice()),
+            _ => None,
+        };
+        pdf.raw_object(*object_id, &body, content)?;
+    }
+    Ok(())
 }
 
 fn write_page(
@@ -326,7 +405,7 @@ fn visual_order(word: &str) -> String {
 }
 
 /// A number with at most three decimals and no exponent, as PDF wants.
-fn num(v: f32) -> String {
+pub(crate) fn num(v: f32) -> String {
     let v = if v.is_finite() { v } else { 0.0 };
     let s = format!("{v:.3}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
@@ -393,6 +472,25 @@ impl<'a> Writer<'a> {
         )?;
         self.put(&data)?;
         self.put(b"\nendstream\nendobj\n")
+    }
+
+    /// An object given in PDF syntax; with `stream`, `body` is the stream's dictionary and
+    /// `stream` its (already encoded) content.
+    fn raw_object(
+        &mut self,
+        id: usize,
+        body: &[u8],
+        stream: Option<&[u8]>,
+    ) -> Result<(), ExportError> {
+        self.offsets.insert(id, self.at);
+        self.put(format!("{id} 0 obj\n").as_bytes())?;
+        self.put(body)?;
+        if let Some(content) = stream {
+            self.put(b"\nstream\n")?;
+            self.put(content)?;
+            self.put(b"\nendstream")?;
+        }
+        self.put(b"\nendobj\n")
     }
 
     fn finish(mut self, root: usize) -> Result<(), ExportError> {

@@ -11,7 +11,7 @@ use ocr_core::{
     BBox, Block, BlockKind, Cell, Document, Line, Page, PageOutcome, Rotation, Table, TextSource,
     Word,
 };
-use ocr_formats::{ExportOptions, Format, PageImage, export};
+use ocr_formats::{ExportOptions, Format, PageImage, PageSources, export};
 use proptest::prelude::*;
 
 fn word(text: &str, x: f32, y: f32, confidence: f32) -> Word {
@@ -353,6 +353,85 @@ fn pdf_text_layer_matches_its_snapshot() {
     assert!(cmap.contains("<D835DD18>"), "{cmap}");
     insta::assert_snapshot!("pdf_content", text.join("\n---\n"));
     insta::assert_snapshot!("pdf_to_unicode", cmap);
+}
+
+/// A document of `n` pages read from a PDF's text layer.
+fn text_layer_pages(n: usize) -> Document {
+    Document {
+        pages: (0..n)
+            .map(|i| {
+                let mut p = page(
+                    i,
+                    vec![Block::from_lines(
+                        BlockKind::Paragraph,
+                        vec![line("Chapter", 100.0, 100.0)],
+                    )],
+                );
+                p.outcome = PageOutcome::Done {
+                    source: TextSource::TextLayer,
+                };
+                p
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn born_digital_pages_are_copied_from_the_source_pdf() {
+    let source = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fixtures/pdf/letter_3p.pdf"
+    ))
+    .expect("fixture");
+    let sources = PageSources {
+        images: HashMap::new(),
+        pdf: Some(source),
+    };
+    let options = ExportOptions {
+        pretty: false,
+        images: Some(&sources),
+    };
+    let pdf = render(&text_layer_pages(3), Format::Pdf, &options);
+    let s = String::from_utf8_lossy(&pdf);
+    // The original's font, once for the three pages, and none of ours.
+    assert_eq!(s.matches("/BaseFont /Helvetica").count(), 1, "{s}");
+    assert_eq!(
+        s.matches("/Type /Page ").count() + s.matches("/Type /Page>").count(),
+        3
+    );
+    assert!(
+        !s.contains("/Tf"),
+        "no text layer is added over copied pages"
+    );
+}
+
+#[test]
+fn a_broken_source_pdf_falls_back_to_the_images() {
+    let good = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fixtures/pdf/letter_3p.pdf"
+    ))
+    .expect("fixture");
+    let broken: Vec<Vec<u8>> = vec![
+        b"%PDF-1.7\ngarbage".to_vec(),
+        good[..good.len() / 2].to_vec(),
+        good.iter()
+            .map(|b| if *b == b'R' { b'Q' } else { *b })
+            .collect(),
+        Vec::new(),
+    ];
+    for pdf in broken {
+        let sources = PageSources {
+            images: HashMap::new(),
+            pdf: Some(pdf),
+        };
+        let options = ExportOptions {
+            pretty: false,
+            images: Some(&sources),
+        };
+        let out = render(&text_layer_pages(3), Format::Pdf, &options);
+        assert!(out.ends_with(b"%%EOF\n"));
+    }
 }
 
 /// Strings from every corner of Unicode, control characters included.

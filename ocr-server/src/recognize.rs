@@ -16,7 +16,7 @@ use ocr_core::{
     DecodeOptions, Engine, InputFile, ModelSize, PageOutcome, RecognizeOptions,
     parse_page_selection,
 };
-use ocr_formats::{ExportOptions, Format, PageImage, export};
+use ocr_formats::{ExportOptions, Format, PageImage, PageSources, export};
 
 const FORMATS: [&str; 8] = ["txt", "md", "json", "docx", "pdf", "csv", "hocr", "alto"];
 
@@ -103,6 +103,8 @@ fn recognize(args: &Args) -> anyhow::Result<usize> {
     let size: ModelSize = args.model.parse().map_err(BadArgument)?;
     let engine = Engine::load_default(size).context("loading the recognition models")?;
     let bytes = read_input(&args.file)?;
+    // A searchable PDF of a PDF copies the pages read from their text layer from the source.
+    let source_pdf = (format == Format::Pdf && bytes.starts_with(b"%PDF")).then(|| bytes.clone());
     let decode = DecodeOptions {
         dpi: args.dpi,
         ..DecodeOptions::default()
@@ -127,7 +129,10 @@ fn recognize(args: &Args) -> anyhow::Result<usize> {
     let total = options.pages.as_ref().map_or(file.page_count(), Vec::len);
     let bar = progress_bar(total);
     // The searchable PDF needs each page's image: compressed as soon as the page is read.
-    let mut images: HashMap<usize, PageImage> = HashMap::new();
+    let mut images = PageSources {
+        images: HashMap::new(),
+        pdf: source_pdf,
+    };
     let mut image_error = None;
     let document = if format == Format::Pdf {
         engine.recognize_with_images(&file, &options, |done, _, page, image| {
@@ -135,7 +140,7 @@ fn recognize(args: &Args) -> anyhow::Result<usize> {
             if let Some(pixels) = image {
                 match PageImage::encode(&pixels) {
                     Ok(encoded) => {
-                        images.insert(page.index, encoded);
+                        images.images.insert(page.index, encoded);
                     }
                     Err(e) => image_error = Some(e),
                 }

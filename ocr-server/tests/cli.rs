@@ -227,10 +227,10 @@ fn bad_input_gives_clean_errors_and_exit_codes() {
         "invalid page selection",
     );
     check(
-        &["recognize", pdf.to_str().unwrap(), "--format", "docx"],
+        &["recognize", pdf.to_str().unwrap(), "--format", "rtf"],
         2,
         "",
-        "invalid value 'docx'",
+        "invalid value 'rtf'",
     );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -246,6 +246,17 @@ fn a_born_digital_pdf_exports_a_searchable_pdf_page_per_page() {
     assert_eq!(text.matches('\u{c}').count(), 3, "three pages");
     let error = cer(&txt, &text);
     assert!(error <= 0.005, "pdftotext CER {error}");
+    // The pages were copied with their vector content: the original's text exactly, its font,
+    // and no page image.
+    let original = run(Command::new("pdftotext").arg(&input).arg("-"));
+    assert_eq!(text, original);
+    let fonts = run(Command::new("pdffonts").arg(&pdf));
+    assert!(
+        fonts.contains("Helvetica") && !fonts.contains("GlyphLessFont"),
+        "{fonts}"
+    );
+    let images = run(Command::new("pdfimages").arg("-list").arg(&pdf));
+    assert_eq!(images.lines().count(), 2, "no images expected: {images}");
     check(
         "alto",
         &recognize(&input, "alto", &dir),
