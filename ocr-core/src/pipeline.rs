@@ -87,7 +87,7 @@ impl Engine {
 
     /// [`Engine::recognize_page`], also returning the image the page's boxes refer to: the
     /// decoded (or rendered) page turned upright as the engine turned it. `None` for a page
-    /// that failed before it had an image.
+    /// whose recognition failed (the searchable PDF leaves it blank).
     pub fn recognize_page_with_image(
         &self,
         file: &InputFile,
@@ -174,7 +174,6 @@ impl Engine {
             };
             return (page, None);
         };
-        let original = want_image.then(|| image.pixels.clone());
         match read_image(models, image.pixels, options) {
             Ok((image, rotation, lines)) => {
                 page.width = image.width();
@@ -197,7 +196,8 @@ impl Engine {
                 page.outcome = PageOutcome::Failed {
                     reason: e.to_string(),
                 };
-                (page, original)
+                // The image went into the failed attempt: the page is left without one.
+                (page, None)
             }
         }
     }

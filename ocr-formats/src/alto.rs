@@ -8,6 +8,7 @@ use std::io::Write;
 use ocr_core::{BBox, Document, Page, PageOutcome};
 
 use crate::ExportError;
+use crate::text::pixel_box;
 use crate::xml::{escape, language_tag};
 
 pub(crate) fn write(document: &Document, out: &mut dyn Write) -> Result<(), ExportError> {
@@ -41,14 +42,11 @@ pub(crate) fn write(document: &Document, out: &mut dyn Write) -> Result<(), Expo
 
 /// `HPOS VPOS WIDTH HEIGHT` attributes, in whole pixels.
 fn position(b: &BBox) -> String {
-    let (x0, y0) = (b.x0.floor().max(0.0), b.y0.floor().max(0.0));
-    let (x1, y1) = (b.x1.ceil().max(x0), b.y1.ceil().max(y0));
+    let [x0, y0, x1, y1] = pixel_box(b);
     format!(
-        "HPOS=\"{}\" VPOS=\"{}\" WIDTH=\"{}\" HEIGHT=\"{}\"",
-        x0 as i64,
-        y0 as i64,
-        (x1 - x0) as i64,
-        (y1 - y0) as i64
+        "HPOS=\"{x0}\" VPOS=\"{y0}\" WIDTH=\"{}\" HEIGHT=\"{}\"",
+        x1 - x0,
+        y1 - y0
     )
 }
 

@@ -13,6 +13,7 @@ use ocr_core::{Block, BlockKind, Document, Table};
 use zip::write::SimpleFileOptions;
 
 use crate::ExportError;
+use crate::text::is_rtl;
 use crate::xml::escape;
 
 const CONTENT_TYPES: &str = concat!(
@@ -230,15 +231,22 @@ fn write_table(table: &Table, s: &mut String) {
         while c < columns {
             // A position covered from a cell above continues that cell's vertical merge; one
             // covered from the left is part of a `gridSpan` and gets no `w:tc` of its own.
-            let from_above = covered[r][c] && (0..r).rev().any(|ar| span_covers(&span, ar, c, r));
+            // The cell above whose vertical merge reaches down here, if any.
+            let above = if covered[r][c] {
+                (0..r)
+                    .rev()
+                    .find(|&ar| span[ar][c].0 > 1 && ar + span[ar][c].0 > r)
+            } else {
+                None
+            };
+            let from_above = above.is_some();
             if covered[r][c] && !from_above {
                 c += 1;
                 continue;
             }
-            let (rs, cs) = if from_above {
-                (1, origin_span(&span, r, c).1)
-            } else {
-                span[r][c]
+            let (rs, cs) = match above {
+                Some(ar) => (1, span[ar][c].1),
+                None => span[r][c],
             };
             s.push_str(&format!(
                 "<w:tc><w:tcPr><w:tcW w:w=\"{}\" w:type=\"dxa\"/>",
@@ -263,27 +271,6 @@ fn write_table(table: &Table, s: &mut String) {
     s.push_str("</w:tbl>");
     // Word needs a paragraph between a table and whatever follows it.
     s.push_str("<w:p/>");
-}
-
-/// Whether the cell starting at (`ar`, `c`) spans down over row `r`.
-fn span_covers(span: &[Vec<(usize, usize)>], ar: usize, c: usize, r: usize) -> bool {
-    let (rs, _) = span[ar][c];
-    rs > 1 && ar + rs > r
-}
-
-/// The span of the cell above (`r`, `c`) whose vertical merge covers it.
-fn origin_span(span: &[Vec<(usize, usize)>], r: usize, c: usize) -> (usize, usize) {
-    (0..r)
-        .rev()
-        .find(|&ar| span_covers(span, ar, c, r))
-        .map_or((1, 1), |ar| span[ar][c])
-}
-
-/// Whether the first strongly directional character of `text` is right-to-left.
-fn is_rtl(text: &str) -> bool {
-    text.chars()
-        .find(|c| c.is_alphabetic())
-        .is_some_and(|c| matches!(c as u32, 0x0590..=0x08FF | 0xFB1D..=0xFDFF | 0xFE70..=0xFEFF))
 }
 
 fn is_cjk(c: char) -> bool {

@@ -9,6 +9,7 @@ use std::io::Write;
 use ocr_core::{BBox, Block, BlockKind, Document, Page, PageOutcome};
 
 use crate::ExportError;
+use crate::text::pixel_box;
 use crate::xml::{escape, language_tag};
 
 pub(crate) fn write(document: &Document, out: &mut dyn Write) -> Result<(), ExportError> {
@@ -39,13 +40,8 @@ pub(crate) fn write(document: &Document, out: &mut dyn Write) -> Result<(), Expo
 
 /// `bbox x0 y0 x1 y1` in whole pixels, the box grown outwards to them.
 fn bbox(b: &BBox) -> String {
-    format!(
-        "bbox {} {} {} {}",
-        b.x0.floor().max(0.0) as i64,
-        b.y0.floor().max(0.0) as i64,
-        b.x1.ceil().max(0.0) as i64,
-        b.y1.ceil().max(0.0) as i64
-    )
+    let [x0, y0, x1, y1] = pixel_box(b);
+    format!("bbox {x0} {y0} {x1} {y1}")
 }
 
 fn write_page(page: &Page, s: &mut String) {

@@ -34,6 +34,7 @@ mod json;
 mod md;
 mod pdf;
 mod pdf_copy;
+mod text;
 mod txt;
 mod xml;
 

@@ -28,6 +28,7 @@ use ocr_core::{Document, Page, PageOutcome, TextSource};
 
 use crate::font::{ADVANCE, ASCENT, DESCENT, glyphless_ttf};
 use crate::pdf_copy::{Source, serialize};
+use crate::text::is_rtl;
 use crate::{ExportError, ExportOptions};
 
 /// Resolution assumed for a page that does not know its own.
@@ -393,11 +394,7 @@ fn to_unicode(chars: &[char]) -> String {
 /// expect glyphs of right-to-left text drawn in visual order and reverse them back.
 fn visual_order(word: &str) -> String {
     let chars = word.chars().filter(|c| !c.is_control());
-    let rtl = word
-        .chars()
-        .find(|c| c.is_alphabetic())
-        .is_some_and(|c| matches!(c as u32, 0x0590..=0x08FF | 0xFB1D..=0xFDFF | 0xFE70..=0xFEFF));
-    if rtl {
+    if is_rtl(word) {
         chars.rev().collect()
     } else {
         chars.collect()

@@ -66,7 +66,7 @@ pub fn recognize(
 ) -> Result<Vec<RecResult>, GraphError> {
     use rayon::prelude::*;
     let mut order: Vec<usize> = (0..crops.len()).collect();
-    let ratio = |i: usize| crops[i].width() as f32 / crops[i].height().max(1) as f32;
+    let ratio = |i: usize| aspect(&crops[i]);
     order.sort_by(|&a, &b| ratio(a).total_cmp(&ratio(b)));
     // Widest batches first, so that the last ones to finish are the cheap ones.
     let chunks: Vec<&[usize]> = order.chunks(batch.max(1)).rev().collect();
@@ -84,6 +84,11 @@ pub fn recognize(
     Ok(results)
 }
 
+/// Width over height of a crop.
+fn aspect(crop: &RgbImage) -> f32 {
+    crop.width() as f32 / crop.height().max(1) as f32
+}
+
 /// Runs one batch of crops through the network, padded to the widest, and
 /// decodes each line.
 fn recognize_batch(
@@ -92,7 +97,7 @@ fn recognize_batch(
     crops: &[RgbImage],
     chunk: &[usize],
 ) -> Result<Vec<RecResult>, GraphError> {
-    let ratio = |i: usize| crops[i].width() as f32 / crops[i].height().max(1) as f32;
+    let ratio = |i: usize| aspect(&crops[i]);
     let max_ratio = chunk
         .iter()
         .map(|&i| ratio(i))
