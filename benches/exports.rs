@@ -42,6 +42,7 @@ fn exports(c: &mut Criterion) {
     let options = ExportOptions {
         pretty: false,
         images: Some(&images),
+        job: None,
     };
     group.throughput(Throughput::Elements(PAGES as u64));
     for format in Format::ALL {

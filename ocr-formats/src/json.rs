@@ -7,11 +7,56 @@ use serde::Serialize;
 
 use crate::{ExportError, ExportOptions};
 
+/// What a server knows about a job beside its document: written into the JSON job object (the
+/// REST API's status response and `json` download). Without it the JSON carries the document
+/// alone, its status derived from the pages.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobMeta {
+    pub uuid: String,
+    /// `pending`, `processing`, `done` or `failed`; `None` derives it from the pages.
+    pub status: Option<String>,
+    pub tier: String,
+    pub language: String,
+    pub tool: Option<String>,
+    /// Pages in the file, known before any is read; `None` counts the document's pages.
+    pub page_count: Option<usize>,
+    /// Pages read so far.
+    pub progress: usize,
+    /// Why the job failed.
+    pub error: Option<String>,
+    /// RFC 3339 timestamps.
+    pub created_at: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// The engine and models that produced the result, e.g. `ocr 0.1.0 (cpu, PP-OCRv6 small)`.
+    pub engine: String,
+}
+
 #[derive(Serialize)]
 struct JobJson<'a> {
-    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uuid: Option<&'a str>,
+    status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tier: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    language: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool: Option<&'a str>,
     page_count: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    progress: Option<usize>,
     mean_confidence: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_at: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_at: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finished_at: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    engine: Option<&'a str>,
     text: String,
     markdown: String,
     pages: Vec<PageJson<'a>>,
@@ -181,12 +226,25 @@ fn page(p: &Page) -> PageJson<'_> {
     }
 }
 
-fn job(document: &Document) -> JobJson<'_> {
+fn job<'a>(document: &'a Document, meta: Option<&'a JobMeta>) -> JobJson<'a> {
     let all_failed = !document.pages.is_empty() && document.pages.iter().all(Page::is_failed);
+    let derived = if all_failed { "failed" } else { "done" };
     JobJson {
-        status: if all_failed { "failed" } else { "done" },
-        page_count: document.pages.len(),
+        uuid: meta.map(|m| m.uuid.as_str()),
+        status: meta.and_then(|m| m.status.as_deref()).unwrap_or(derived),
+        tier: meta.map(|m| m.tier.as_str()),
+        language: meta.map(|m| m.language.as_str()),
+        tool: meta.and_then(|m| m.tool.as_deref()),
+        page_count: meta
+            .and_then(|m| m.page_count)
+            .unwrap_or(document.pages.len()),
+        progress: meta.map(|m| m.progress),
         mean_confidence: conf(document.mean_confidence().unwrap_or(0.0)),
+        error: meta.and_then(|m| m.error.as_deref()),
+        created_at: meta.and_then(|m| m.created_at.as_deref()),
+        started_at: meta.and_then(|m| m.started_at.as_deref()),
+        finished_at: meta.and_then(|m| m.finished_at.as_deref()),
+        engine: meta.map(|m| m.engine.as_str()),
         text: crate::txt::render(document),
         markdown: crate::md::render(document),
         pages: document.pages.iter().map(page).collect(),
@@ -198,7 +256,7 @@ pub(crate) fn write(
     options: &ExportOptions<'_>,
     out: &mut dyn Write,
 ) -> Result<(), ExportError> {
-    let job = job(document);
+    let job = job(document, options.job);
     if options.pretty {
         serde_json::to_writer_pretty(&mut *out, &job)?;
     } else {

@@ -43,6 +43,7 @@ use std::str::FromStr;
 
 use ocr_core::Document;
 
+pub use json::JobMeta;
 pub use pdf::{PageImage, PageImages, PageSources};
 
 /// The formats an exported document can take.
@@ -136,6 +137,8 @@ pub struct ExportOptions<'a> {
     /// The page images for the searchable PDF; without them its pages are blank (the text layer
     /// is still there).
     pub images: Option<&'a dyn PageImages>,
+    /// The job the document belongs to, for the JSON job object.
+    pub job: Option<&'a JobMeta>,
 }
 
 impl std::fmt::Debug for ExportOptions<'_> {
@@ -143,6 +146,7 @@ impl std::fmt::Debug for ExportOptions<'_> {
         f.debug_struct("ExportOptions")
             .field("pretty", &self.pretty)
             .field("images", &self.images.is_some())
+            .field("job", &self.job)
             .finish()
     }
 }

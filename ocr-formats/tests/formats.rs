@@ -176,6 +176,7 @@ fn text_formats_match_their_snapshots() {
         &ExportOptions {
             pretty: true,
             images: None,
+            job: None,
         },
     ))
     .expect("utf-8");
@@ -332,6 +333,7 @@ fn pdf_text_layer_matches_its_snapshot() {
         &ExportOptions {
             pretty: false,
             images: Some(&images),
+            job: None,
         },
     );
     assert!(pdf.starts_with(b"%PDF-1.7"));
@@ -390,6 +392,7 @@ fn born_digital_pages_are_copied_from_the_source_pdf() {
     let options = ExportOptions {
         pretty: false,
         images: Some(&sources),
+        job: None,
     };
     let pdf = render(&text_layer_pages(3), Format::Pdf, &options);
     let s = String::from_utf8_lossy(&pdf);
@@ -428,6 +431,7 @@ fn a_broken_source_pdf_falls_back_to_the_images() {
         let options = ExportOptions {
             pretty: false,
             images: Some(&sources),
+            job: None,
         };
         let out = render(&text_layer_pages(3), Format::Pdf, &options);
         assert!(out.ends_with(b"%%EOF\n"));

@@ -1,11 +1,12 @@
-//! The `ocr` command-line program: recognise files now; serve the REST API and manage accounts
-//! and models in later releases. A thin layer over the library crates.
+//! The `ocr` command-line program: recognise files, serve the REST API, and manage accounts,
+//! tokens and credits. A thin layer over the library crates.
 
 mod recognize;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use ocr_server::{admin, serve};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,6 +23,16 @@ struct Cli {
 enum Command {
     /// Read a file (image, multi-page TIFF or PDF) and write its text.
     Recognize(recognize::Args),
+    /// Serve the REST API (OCR.chat-compatible).
+    Serve(serve::ServeArgs),
+    /// Manage accounts: create (with a first token), list, set-plan.
+    Accounts(admin::AccountsArgs),
+    /// Manage tokens: create, revoke, list.
+    Tokens(admin::TokensArgs),
+    /// Add purchased credits to an account.
+    Credits(admin::CreditsArgs),
+    /// Show credits used per account or client address and period.
+    Usage(admin::UsageArgs),
 }
 
 fn main() -> ExitCode {
@@ -29,5 +40,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Recognize(args) => recognize::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Accounts(args) => admin::accounts(args),
+        Command::Tokens(args) => admin::tokens(args),
+        Command::Credits(args) => admin::credits(args),
+        Command::Usage(args) => admin::usage(args),
     }
 }

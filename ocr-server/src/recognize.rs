@@ -165,6 +165,7 @@ fn recognize(args: &Args) -> anyhow::Result<usize> {
     let export_options = ExportOptions {
         pretty: true,
         images: Some(&images),
+        job: None,
     };
     match &args.output {
         Some(path) => {

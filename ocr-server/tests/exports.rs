@@ -362,6 +362,7 @@ fn every_script_survives_pdf_and_docx() {
         let options = ExportOptions {
             pretty: false,
             images: Some(&images),
+            job: None,
         };
         export(&doc, format, &options, &mut out).expect("export");
         std::fs::write(&path, out).expect("write");

@@ -1,0 +1,684 @@
+//! The REST surface of `docs/API.md`: submit, status, download, the chat routes' checks,
+//! `/healthz`, `/metrics` and `/openapi.json`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::connect_info::ConnectInfo;
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Request, State};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use ocr_core::{Document, FileKind, InputFile, RecognizeOptions};
+use ocr_formats::{ExportOptions, Format, JobMeta};
+
+use crate::auth::{self, Caller, Plan};
+use crate::clock;
+use crate::db::{JobRow, NewJob, now_ms};
+use crate::error::ApiError;
+use crate::jobs::{self, RunResult};
+use crate::state::SharedState;
+
+/// The tools `tool=` accepts.
+const TOOLS: [&str; 3] = ["extract-tables", "handwriting-to-text", "translate"];
+
+/// The application: every route, without a socket (tests call it directly).
+pub fn app(state: SharedState) -> Router {
+    let upload_limit = state.config.max_upload_bytes as usize + (1 << 20);
+    Router::new()
+        .route("/api/v1/ocr/", post(submit))
+        .route("/api/v1/ocr", post(submit))
+        .route("/api/v1/ocr/{uuid}/", get(status))
+        .route("/api/v1/ocr/{uuid}", get(status))
+        .route("/api/v1/ocr/{uuid}/download/", get(download))
+        .route("/api/v1/ocr/{uuid}/download", get(download))
+        .route("/api/v1/chat/{uuid}/", post(chat))
+        .route("/api/v1/chat/{uuid}", post(chat))
+        .route("/api/v1/chat/{uuid}/history/", get(chat_history))
+        .route("/api/v1/chat/{uuid}/history", get(chat_history))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        })
+        .layer(DefaultBodyLimit::max(upload_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Logs every request and counts it in the metrics, by route pattern (never by uuid).
+async fn observe(State(state): State<SharedState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .trim_end_matches('/')
+        .to_string();
+    let response = next.run(request).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let status = response.status().as_u16();
+    state
+        .metrics
+        .request(method.as_str(), &route, status, seconds);
+    tracing::info!(%method, route, status, ms = (seconds * 1000.0) as u64, "request");
+    response
+}
+
+fn peer_ip(extensions: &Extensions) -> IpAddr {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0.ip())
+}
+
+async fn caller(
+    state: &SharedState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    extensions: &Extensions,
+) -> Result<Caller, ApiError> {
+    let ip = auth::client_ip(
+        headers,
+        peer_ip(extensions),
+        state.config.trust_forwarded_for,
+    );
+    auth::identify(&state.db, headers, uri.query(), ip).await
+}
+
+/// A random (version 4) uuid.
+fn new_uuid() -> String {
+    let h = auth::random_hex(16);
+    let variant = ["8", "9", "a", "b"][usize::from(h.as_bytes()[16] % 4)];
+    format!(
+        "{}-{}-4{}-{}{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        variant,
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// The submitted form.
+#[derive(Debug, Default)]
+struct Form {
+    file: Option<Vec<u8>>,
+    tier: Option<String>,
+    language: Option<String>,
+    tool: Option<String>,
+    translate_to: Option<String>,
+}
+
+async fn read_form(mut multipart: Multipart, max_bytes: u64) -> Result<Form, ApiError> {
+    let mut form = Form::default();
+    let malformed = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large(max_bytes)
+        } else {
+            ApiError::bad_request(format!("malformed multipart body: {}", e.body_text()))
+        }
+    };
+    while let Some(mut field) = multipart.next_field().await.map_err(malformed)? {
+        let name = field.name().unwrap_or("").to_string();
+        if name == "file" {
+            let mut bytes = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+                if (bytes.len() + chunk.len()) as u64 > max_bytes {
+                    return Err(too_large(max_bytes));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            form.file = Some(bytes);
+        } else {
+            let mut value = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+                if value.len() + chunk.len() > 1024 {
+                    return Err(ApiError::bad_request(format!("field {name} is too long")));
+                }
+                value.extend_from_slice(&chunk);
+            }
+            let value = String::from_utf8(value)
+                .map_err(|_| ApiError::bad_request(format!("field {name} is not UTF-8")))?
+                .trim()
+                .to_string();
+            let slot = match name.as_str() {
+                "tier" => &mut form.tier,
+                "language" => &mut form.language,
+                "tool" => &mut form.tool,
+                "translate_to" => &mut form.translate_to,
+                _ => continue,
+            };
+            *slot = (!value.is_empty()).then_some(value);
+        }
+    }
+    Ok(form)
+}
+
+fn too_large(max_bytes: u64) -> ApiError {
+    ApiError::bad_request(format!("file too large: the limit is {} bytes", max_bytes))
+        .with("limit", max_bytes)
+}
+
+/// What the caller may spend: where the charge goes, the cap, the per-file page limit and the
+/// queue priority.
+struct Allowance {
+    subject: String,
+    period: String,
+    cap: i64,
+    max_pages: usize,
+    priority: i64,
+}
+
+async fn allowance(state: &SharedState, caller: &Caller) -> Result<Allowance, ApiError> {
+    let now = now_ms();
+    let c = &state.config;
+    Ok(match caller {
+        Caller::Anonymous { ip } => Allowance {
+            subject: format!("ip:{ip}"),
+            period: clock::day(now),
+            cap: c.anonymous.pages_per_day as i64,
+            max_pages: c.anonymous.max_pages_per_file,
+            priority: 0,
+        },
+        Caller::Account {
+            id,
+            plan: Plan::Free,
+        } => Allowance {
+            subject: format!("acc:{id}"),
+            period: clock::month(now),
+            cap: c.free.pages_per_month as i64,
+            max_pages: c.free.max_pages_per_file,
+            priority: 0,
+        },
+        Caller::Account {
+            id,
+            plan: Plan::Paid,
+        } => {
+            let credits = state.db.account(id).await?.map_or(0, |a| a.credits);
+            Allowance {
+                subject: format!("acc:{id}"),
+                period: "credits".into(),
+                cap: credits,
+                max_pages: c.paid.max_pages_per_file,
+                priority: 10,
+            }
+        }
+    })
+}
+
+async fn submit(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    uri: Uri,
+    extensions: Extensions,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let caller = caller(&state, &headers, &uri, &extensions).await?;
+    let multipart = multipart.map_err(|e| {
+        ApiError::bad_request(format!(
+            "expected a multipart/form-data body with a file field: {}",
+            e.body_text()
+        ))
+    })?;
+    // Uploads are held in memory while read: bounded by the number read at once.
+    let Ok(_slot) = state.inline_slots.clone().try_acquire_owned() else {
+        return Err(ApiError::unavailable(
+            "the server is busy; try again shortly",
+            5,
+        ));
+    };
+    let form = read_form(multipart, state.config.max_upload_bytes).await?;
+
+    let tier = form.tier.as_deref().unwrap_or("cpu").to_ascii_lowercase();
+    match tier.as_str() {
+        "cpu" => {}
+        "vlm" => {
+            return Err(ApiError::bad_request(
+                "tier vlm is not available on this server: it has no vision-language model \
+                 installed; use tier cpu",
+            )
+            .with("supported", vec!["cpu"]));
+        }
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "unknown tier {other:?}: expected cpu or vlm"
+            ))
+            .with("supported", vec!["cpu", "vlm"]));
+        }
+    }
+    let tool = form.tool.as_deref().map(str::to_ascii_lowercase);
+    match tool.as_deref() {
+        None | Some("extract-tables") => {}
+        Some("translate") if form.translate_to.is_none() => {
+            return Err(ApiError::bad_request(
+                "tool translate needs translate_to, the target language code",
+            ));
+        }
+        Some(t @ ("translate" | "handwriting-to-text")) => {
+            return Err(ApiError::bad_request(format!(
+                "tool {t} is not available on this server yet"
+            ))
+            .with("available", vec!["extract-tables"]));
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!("unknown tool {other:?}"))
+                .with("tools", TOOLS.to_vec()));
+        }
+    }
+    let language = form.language.as_deref().unwrap_or("auto").to_string();
+    state
+        .engine
+        .check_options(&RecognizeOptions {
+            language: Some(language.clone()),
+            ..RecognizeOptions::default()
+        })
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let Some(bytes) = form.file else {
+        return Err(ApiError::bad_request(
+            "no file: send it in the multipart field \"file\"",
+        ));
+    };
+
+    // Open the file (type sniffed from the bytes, pages counted, limits checked) before any
+    // credit is reserved.
+    let bytes: Arc<[u8]> = bytes.into();
+    let decode = state.decode_options();
+    let probe = bytes.clone();
+    let page_count = tokio::task::spawn_blocking(move || probe_file(probe, decode))
+        .await
+        .map_err(|_| ApiError::bad_request("the file could not be read"))??;
+
+    let allowance = allowance(&state, &caller).await?;
+    if page_count > allowance.max_pages {
+        return Err(ApiError::bad_request(format!(
+            "the file has {page_count} pages; the limit per file is {}",
+            allowance.max_pages
+        ))
+        .with("pages", page_count)
+        .with("max_pages", allowance.max_pages));
+    }
+    let inline = page_count <= state.config.inline_pages;
+    if !inline && state.db.queue_depth().await? >= state.config.queue_capacity as i64 {
+        return Err(ApiError::unavailable(
+            "the job queue is full; try again later",
+            30,
+        ));
+    }
+    let cost_per_page = state.config.credits.cpu as i64;
+    let uuid = new_uuid();
+    let lease_id = auth::random_hex(16);
+    let job = NewJob {
+        uuid: uuid.clone(),
+        account_id: caller.account_id().map(str::to_string),
+        subject: allowance.subject,
+        period: allowance.period,
+        reserved: cost_per_page * page_count as i64,
+        cost_per_page,
+        tier,
+        language,
+        tool,
+        page_count: page_count as i64,
+        priority: allowance.priority,
+        inline_lease: inline.then(|| lease_id.clone()),
+    };
+    if !inline {
+        let path = jobs::upload_path(&state, &uuid);
+        let upload = bytes.clone();
+        tokio::task::spawn_blocking(move || jobs::save_upload(&path, &upload))
+            .await
+            .map_err(anyhow::Error::from)??;
+    }
+    if let Some(used) = state.db.submit(&job, allowance.cap, state.lease()).await? {
+        if !inline {
+            let path = jobs::upload_path(&state, &uuid);
+            let _ = tokio::task::spawn_blocking(move || jobs::delete_upload(&path)).await;
+        }
+        return Err(ApiError::new(
+            StatusCode::PAYMENT_REQUIRED,
+            format!(
+                "not enough pages left: this file needs {}, {} of {} are used",
+                job.reserved, used, allowance.cap
+            ),
+        )
+        .with("used", used)
+        .with("cap", allowance.cap)
+        .with("needed", job.reserved));
+    }
+    tracing::info!(job = %uuid, pages = page_count, inline, "job submitted");
+
+    if !inline {
+        state.queued.notify_one();
+        let row = state.db.job(&uuid).await?.ok_or_else(ApiError::not_found)?;
+        return Ok((StatusCode::ACCEPTED, job_json(&state, &row).await?).into_response());
+    }
+
+    // Inline: read in a task of its own, so that a client hanging up does not stop the job
+    // half-way (it finishes and is charged for what it read).
+    let row = state.db.job(&uuid).await?.ok_or_else(ApiError::not_found)?;
+    let task_state = state.clone();
+    let task = tokio::spawn(async move {
+        let started = Instant::now();
+        if let RunResult::Finished(outcome) =
+            jobs::run(&task_state, &row, &lease_id, bytes, false).await
+        {
+            jobs::finish(&task_state, &row, &lease_id, outcome).await;
+        }
+        task_state
+            .metrics
+            .stage("job", started.elapsed().as_secs_f64());
+    });
+    task.await.map_err(anyhow::Error::from)?;
+    let row = state.db.job(&uuid).await?.ok_or_else(ApiError::not_found)?;
+    Ok((StatusCode::OK, job_json(&state, &row).await?).into_response())
+}
+
+/// Sniffs and opens the file, counting its pages; images are checked against the pixel limits
+/// from their header, before anything is decoded.
+fn probe_file(bytes: Arc<[u8]>, decode: ocr_core::DecodeOptions) -> Result<usize, ApiError> {
+    let limits = decode.limits.clone();
+    let file = InputFile::open(bytes.clone(), decode).map_err(|e| match e {
+        ocr_core::Error::UnsupportedType(_) => ApiError::bad_request(
+            "unsupported file type: send PNG, JPEG, WEBP, GIF, BMP, TIFF or PDF",
+        ),
+        other => ApiError::bad_request(other.to_string()),
+    })?;
+    if !matches!(file.kind(), FileKind::Pdf | FileKind::Tiff) {
+        let dims = image::ImageReader::new(std::io::Cursor::new(&bytes[..]))
+            .with_guessed_format()
+            .ok()
+            .and_then(|r| r.into_dimensions().ok());
+        let Some((w, h)) = dims else {
+            return Err(ApiError::bad_request(format!(
+                "corrupt {} file: its header cannot be read",
+                file.kind().name()
+            )));
+        };
+        limits
+            .check_page_size(u64::from(w), u64::from(h))
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
+    Ok(file.page_count())
+}
+
+/// A job the caller may see: anonymous jobs to whoever has the uuid, an account's jobs to that
+/// account only (`404` otherwise: existence is not leaked).
+async fn visible_job(state: &SharedState, caller: &Caller, uuid: &str) -> Result<JobRow, ApiError> {
+    if !is_uuid(uuid) {
+        return Err(ApiError::not_found());
+    }
+    let job = state
+        .db
+        .job(&uuid.to_ascii_lowercase())
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    match (&job.account_id, caller.account_id()) {
+        (None, _) => Ok(job),
+        (Some(owner), Some(me)) if owner == me => Ok(job),
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+fn meta(state: &SharedState, job: &JobRow) -> JobMeta {
+    JobMeta {
+        uuid: job.uuid.clone(),
+        status: Some(job.status.clone()),
+        tier: job.tier.clone(),
+        language: job.language.clone(),
+        tool: job.tool.clone(),
+        page_count: Some(job.page_count as usize),
+        progress: job.progress as usize,
+        error: job.error.clone(),
+        created_at: Some(clock::rfc3339(job.created_at)),
+        started_at: job.started_at.map(clock::rfc3339),
+        finished_at: job.finished_at.map(clock::rfc3339),
+        engine: state.engine_name.clone(),
+    }
+}
+
+async fn document(state: &SharedState, job: &JobRow) -> Result<Option<Document>, ApiError> {
+    let Some(json) = state.db.result_document(&job.uuid).await? else {
+        return Ok(None);
+    };
+    let document: Document = serde_json::from_str(&json).map_err(anyhow::Error::from)?;
+    Ok(Some(document))
+}
+
+/// Writes `document` (or an empty one) in `format` on a blocking thread: big documents take
+/// a while to serialise.
+async fn render(
+    state: &SharedState,
+    job: &JobRow,
+    document: Option<Document>,
+    format: Format,
+) -> Result<Vec<u8>, ApiError> {
+    let meta = meta(state, job);
+    let out = tokio::task::spawn_blocking(move || {
+        let document = document.unwrap_or_default();
+        let mut out = Vec::new();
+        let options = ExportOptions {
+            pretty: false,
+            images: None,
+            job: Some(&meta),
+        };
+        ocr_formats::export(&document, format, &options, &mut out).map(|()| out)
+    })
+    .await
+    .map_err(anyhow::Error::from)?
+    .map_err(anyhow::Error::from)?;
+    Ok(out)
+}
+
+async fn job_json(state: &SharedState, job: &JobRow) -> Result<Response, ApiError> {
+    let document = document(state, job).await?;
+    let body = render(state, job, document, Format::Json).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
+}
+
+async fn status(
+    State(state): State<SharedState>,
+    Path(uuid): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    extensions: Extensions,
+) -> Result<Response, ApiError> {
+    let caller = caller(&state, &headers, &uri, &extensions).await?;
+    let job = visible_job(&state, &caller, &uuid).await?;
+    job_json(&state, &job).await
+}
+
+fn query_param(uri: &Uri, key: &str) -> Option<String> {
+    uri.query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == key).then(|| v.to_string())
+    })
+}
+
+async fn download(
+    State(state): State<SharedState>,
+    Path(uuid): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    extensions: Extensions,
+) -> Result<Response, ApiError> {
+    let caller = caller(&state, &headers, &uri, &extensions).await?;
+    let job = visible_job(&state, &caller, &uuid).await?;
+    let requested = query_param(&uri, "format").unwrap_or_else(|| "json".into());
+    let format: Format = requested.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "unknown format {requested:?}: expected txt, md, docx, pdf, csv, json, hocr or alto"
+        ))
+    })?;
+    if job.status == "pending" || job.status == "processing" {
+        return Err(
+            ApiError::new(StatusCode::CONFLICT, format!("the job is {}", job.status))
+                .with("status", job.status),
+        );
+    }
+    let document = document(&state, &job).await?;
+    if document.is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "the job failed and has no result: {}",
+                job.error.as_deref().unwrap_or("unknown reason")
+            ),
+        )
+        .with("status", job.status));
+    }
+    let body = match format {
+        Format::Pdf => match state.db.result_pdf(&job.uuid).await? {
+            Some(pdf) => pdf,
+            None => render(&state, &job, document, format).await?,
+        },
+        _ => render(&state, &job, document, format).await?,
+    };
+    let disposition = format!(
+        "attachment; filename=\"{}.{}\"",
+        job.uuid,
+        format.file_suffix()
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, format.content_type().to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// The chat routes check what the API says (account token, the job, its status, the message);
+/// answering arrives with the chat engine.
+async fn chat_checks(
+    state: &SharedState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    extensions: &Extensions,
+    uuid: &str,
+) -> Result<JobRow, ApiError> {
+    let caller = caller(state, headers, uri, extensions).await?;
+    if caller.account_id().is_none() {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "chat needs an account token",
+        ));
+    }
+    let job = visible_job(state, &caller, uuid).await?;
+    if job.status != "done" {
+        return Err(
+            ApiError::new(StatusCode::CONFLICT, format!("the job is {}", job.status))
+                .with("status", job.status),
+        );
+    }
+    Ok(job)
+}
+
+async fn chat(
+    State(state): State<SharedState>,
+    Path(uuid): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    extensions: Extensions,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    chat_checks(&state, &headers, &uri, &extensions, &uuid).await?;
+    let message = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("message")?.as_str().map(str::to_string))
+        .unwrap_or_default();
+    if message.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "send {\"message\": \"…\"} with a question",
+        ));
+    }
+    Err(not_yet())
+}
+
+async fn chat_history(
+    State(state): State<SharedState>,
+    Path(uuid): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    extensions: Extensions,
+) -> Result<Response, ApiError> {
+    chat_checks(&state, &headers, &uri, &extensions, &uuid).await?;
+    Err(not_yet())
+}
+
+fn not_yet() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "chat is not available on this server yet",
+    )
+}
+
+async fn healthz(State(state): State<SharedState>) -> Response {
+    let database = match state.db.backend() {
+        crate::db::Backend::Sqlite => "sqlite",
+        crate::db::Backend::Postgres => "postgres",
+    };
+    let (ok, queue) = match state.db.queue_depth().await {
+        Ok(n) => (true, Some(n)),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: the database does not answer");
+            (false, None)
+        }
+    };
+    let body = serde_json::json!({
+        "status": if ok { "ok" } else { "unavailable" },
+        "database": database,
+        "database_ok": ok,
+        "engine": state.engine_name,
+        "queue_depth": queue,
+        "stopping": state.is_stopping(),
+    });
+    let code = if ok && !state.is_stopping() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<SharedState>) -> Result<Response, ApiError> {
+    let depth = state.db.queue_depth().await?;
+    let in_flight = state.config.max_inline_requests - state.inline_slots.available_permits();
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(depth, in_flight),
+    )
+        .into_response())
+}
+
+async fn openapi(State(state): State<SharedState>) -> Response {
+    axum::Json(crate::openapi::document(&state.config)).into_response()
+}
+
+/// How long a graceful shutdown waits for in-flight requests before it gives up.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(120);
