@@ -363,8 +363,8 @@ async fn submit(
     tracing::info!(job = %uuid, pages = page_count, inline, "job submitted");
 
     if !inline {
-        state.queued.notify_one();
         let row = state.db.job(&uuid).await?.ok_or_else(ApiError::not_found)?;
+        state.queued.notify_one();
         return Ok((StatusCode::ACCEPTED, job_json(&state, &row).await?).into_response());
     }
 
@@ -388,8 +388,10 @@ async fn submit(
     Ok((StatusCode::OK, job_json(&state, &row).await?).into_response())
 }
 
-/// Sniffs and opens the file, counting its pages; images are checked against the pixel limits
-/// from their header, before anything is decoded.
+/// Sniffs and opens the file, counting its pages. Images are checked against the pixel limits
+/// from their header before they are decoded, then decoded once to refuse a corrupt or
+/// truncated file with `400` (a single image costs milliseconds to decode; its recognition,
+/// seconds). Multi-page files are checked page by page as they are read.
 fn probe_file(bytes: Arc<[u8]>, decode: ocr_core::DecodeOptions) -> Result<usize, ApiError> {
     let limits = decode.limits.clone();
     let file = InputFile::open(bytes.clone(), decode).map_err(|e| match e {
@@ -402,7 +404,11 @@ fn probe_file(bytes: Arc<[u8]>, decode: ocr_core::DecodeOptions) -> Result<usize
         let dims = image::ImageReader::new(std::io::Cursor::new(&bytes[..]))
             .with_guessed_format()
             .ok()
-            .and_then(|r| r.into_dimensions().ok());
+            .and_then(|mut r| {
+                // Only the header is read here; the engine's decoder enforces its own limits.
+                r.no_limits();
+                r.into_dimensions().ok()
+            });
         let Some((w, h)) = dims else {
             return Err(ApiError::bad_request(format!(
                 "corrupt {} file: its header cannot be read",
@@ -411,6 +417,8 @@ fn probe_file(bytes: Arc<[u8]>, decode: ocr_core::DecodeOptions) -> Result<usize
         };
         limits
             .check_page_size(u64::from(w), u64::from(h))
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        file.page(0, ocr_core::PageParts::IMAGE)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
     Ok(file.page_count())

@@ -107,7 +107,7 @@ impl Default for Config {
             max_page_pixels: 80_000_000,
             max_page_dimension: 30_000,
             page_timeout_seconds: 120.0,
-            max_inline_requests: 64,
+            max_inline_requests: 32,
             trust_forwarded_for: false,
             credits: Credits::default(),
             anonymous: AnonymousPlan::default(),

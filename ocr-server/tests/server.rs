@@ -1,0 +1,766 @@
+//! The REST contract through the router, without a socket: the status-code matrix, metering
+//! under concurrency, downloads equal to the command line's output, uploads gone once their
+//! job ends, retention. Runs on SQLite, or on PostgreSQL when `OCR_TEST_DATABASE_URL` names a
+//! server (`.ci/run` runs the suite both ways).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use ocr_core::{Engine, ModelSize};
+use ocr_server::config::Config;
+use ocr_server::db::Db;
+use ocr_server::state::AppState;
+use serde_json::Value;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures")
+            .join(path),
+    )
+    .expect("fixture")
+}
+
+fn engine() -> (Engine, String) {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    let engine = ENGINE
+        .get_or_init(|| Engine::load_default(ModelSize::Small).expect("models"))
+        .clone();
+    (engine, "ocr test (cpu, PP-OCRv6 small)".into())
+}
+
+/// A server on a fresh data folder (and a fresh database).
+pub struct Server {
+    pub app: Router,
+    pub state: Arc<AppState>,
+    pub dir: PathBuf,
+    _stop: watch::Sender<bool>,
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "ocr-test-{tag}-{}-{}",
+        std::process::id(),
+        ocr_server::auth::random_hex(4)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `OCR_TEST_DATABASE_URL` (a PostgreSQL server): a database of its own for each test.
+async fn database_url(dir: &Path) -> String {
+    match std::env::var("OCR_TEST_DATABASE_URL") {
+        Ok(admin) if !admin.is_empty() => {
+            let name = format!("ocr_test_{}", ocr_server::auth::random_hex(6));
+            sqlx::any::install_default_drivers();
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+                .await
+                .expect("connect to OCR_TEST_DATABASE_URL");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create a test database");
+            let (base, _) = admin.rsplit_once('/').expect("a database url with a path");
+            format!("{base}/{name}")
+        }
+        _ => format!("sqlite://{}?mode=rwc", dir.join("ocr.db").display()),
+    }
+}
+
+impl Server {
+    pub async fn start(configure: impl FnOnce(&mut Config)) -> Server {
+        let dir = temp_dir("srv");
+        let mut config = Config {
+            data: dir.clone(),
+            ..Config::default()
+        };
+        config.database_url = database_url(&dir).await;
+        configure(&mut config);
+        std::fs::create_dir_all(config.uploads_dir()).unwrap();
+        let db = Db::open(&config.database_url()).await.expect("database");
+        let (engine, name) = engine();
+        let (stop, stopping) = watch::channel(false);
+        let state = Arc::new(AppState::new(config, db, engine, name, stopping));
+        for _ in 0..state.config.workers {
+            tokio::spawn(ocr_server::jobs::worker(state.clone()));
+        }
+        Server {
+            app: ocr_server::api::app(state.clone()),
+            state,
+            dir,
+            _stop: stop,
+        }
+    }
+
+    pub async fn account(&self, plan: &str, credits: i64) -> (String, String) {
+        let id = format!("acc_{}", ocr_server::auth::random_hex(8));
+        self.state
+            .db
+            .create_account(&id, plan, credits)
+            .await
+            .unwrap();
+        let (secret, hash) = ocr_server::auth::new_token();
+        let token_id = format!("tok_{}", ocr_server::auth::random_hex(6));
+        self.state
+            .db
+            .insert_token(&token_id, &id, &hash)
+            .await
+            .unwrap();
+        (id, secret)
+    }
+
+    pub async fn call(&self, request: Request<Body>) -> (StatusCode, Value, Vec<u8>) {
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, json, bytes)
+    }
+
+    pub async fn submit(
+        &self,
+        token: Option<&str>,
+        parts: &[(&str, &[u8])],
+    ) -> (StatusCode, Value) {
+        let (status, json, _) = self.call(submit_request(token, parts)).await;
+        (status, json)
+    }
+
+    pub async fn get(&self, token: Option<&str>, path: &str) -> (StatusCode, Value, Vec<u8>) {
+        let mut r = Request::get(path);
+        if let Some(t) = token {
+            r = r.header("authorization", format!("Bearer {t}"));
+        }
+        self.call(r.body(Body::empty()).unwrap()).await
+    }
+
+    /// Polls a job until it is finished.
+    pub async fn wait(&self, token: Option<&str>, uuid: &str) -> Value {
+        for _ in 0..600 {
+            let (code, job, _) = self.get(token, &format!("/api/v1/ocr/{uuid}/")).await;
+            assert_eq!(code, StatusCode::OK, "{job}");
+            if job["status"] == "done" || job["status"] == "failed" {
+                return job;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("job {uuid} did not finish");
+    }
+}
+
+pub fn multipart(parts: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "----ocrtestboundary7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    for (name, value) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        if *name == "file" {
+            body.extend_from_slice(
+                b"Content-Disposition: form-data; name=\"file\"; filename=\"upload.bin\"\r\n\
+                  Content-Type: application/octet-stream\r\n\r\n",
+            );
+        } else {
+            body.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+            );
+        }
+        body.extend_from_slice(value);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+fn submit_request(token: Option<&str>, parts: &[(&str, &[u8])]) -> Request<Body> {
+    let (content_type, body) = multipart(parts);
+    let mut r = Request::post("/api/v1/ocr/").header("content-type", content_type);
+    if let Some(t) = token {
+        r = r.header("authorization", format!("Bearer {t}"));
+    }
+    r.body(Body::from(body)).unwrap()
+}
+
+fn error_of(v: &Value) -> &str {
+    v["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error in {v}"))
+}
+
+/// A PNG header claiming `w`×`h` pixels, with a tiny body: a decompression bomb's shape.
+fn png_claiming(w: u32, h: u32) -> Vec<u8> {
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend_from_slice(&13u32.to_be_bytes());
+    let mut chunk = b"IHDR".to_vec();
+    chunk.extend_from_slice(&ihdr);
+    png.extend_from_slice(&chunk);
+    png.extend_from_slice(&crc32(&chunk).to_be_bytes());
+    for (kind, data) in [
+        (&b"IDAT"[..], &b"\x78\x9c\x03\x00\x00\x00\x00\x01"[..]),
+        (b"IEND", b""),
+    ] {
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut chunk = kind.to_vec();
+        chunk.extend_from_slice(data);
+        png.extend_from_slice(&chunk);
+        png.extend_from_slice(&crc32(&chunk).to_be_bytes());
+    }
+    png
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A valid PNG of the letter fixture with a text chunk carrying `marker` before IEND.
+fn png_with_marker(marker: &str) -> Vec<u8> {
+    let png = fixture("images/letter.png");
+    let iend = png.len() - 12;
+    let mut chunk = b"tEXt".to_vec();
+    chunk.extend_from_slice(b"Comment\0");
+    chunk.extend_from_slice(marker.as_bytes());
+    let mut out = png[..iend].to_vec();
+    out.extend_from_slice(&((chunk.len() - 4) as u32).to_be_bytes());
+    out.extend_from_slice(&chunk);
+    out.extend_from_slice(&crc32(&chunk).to_be_bytes());
+    out.extend_from_slice(&png[iend..]);
+    out
+}
+
+/// Every file under `dir` (database, its WAL, uploads, anything else) searched for `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    found.push(path);
+                }
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_image_is_read_inside_the_request() {
+    let s = Server::start(|_| {}).await;
+    let (code, job) = s
+        .submit(
+            None,
+            &[("file", &fixture("images/letter.png")), ("tier", b"cpu")],
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{job}");
+    assert_eq!(job["status"], "done");
+    assert_eq!(job["page_count"], 1);
+    assert_eq!(job["tier"], "cpu");
+    assert!(
+        job["text"].as_str().unwrap().contains("quick brown fox"),
+        "{job}"
+    );
+    assert!(
+        job["markdown"]
+            .as_str()
+            .unwrap()
+            .contains("Payment reminder")
+    );
+    let block = &job["pages"][0]["blocks"][0];
+    assert_eq!(block["bbox"].as_array().unwrap().len(), 4);
+    assert!(
+        block["lines"][0]["words"][0]["confidence"]
+            .as_f64()
+            .unwrap()
+            > 0.5
+    );
+    let uuid = job["uuid"].as_str().unwrap();
+    // The status endpoint returns the same job.
+    let (code, again, _) = s.get(None, &format!("/api/v1/ocr/{uuid}/")).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(again, job);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_errors() {
+    let s = Server::start(|_| {}).await;
+    let png = fixture("images/letter.png");
+    let (huge, big, encrypted) = (
+        png_claiming(100_000, 100_000),
+        png_claiming(20_000, 20_000),
+        fixture("pdf/encrypted_user_password.pdf"),
+    );
+    let cases: Vec<(Vec<(&str, &[u8])>, &str)> = vec![
+        (vec![("tier", b"cpu")], "no file"),
+        (vec![("file", b"")], "empty file"),
+        (
+            vec![("file", b"hello, this is text")],
+            "unsupported file type",
+        ),
+        (vec![("file", &png[..png.len() / 3])], "corrupt"),
+        (vec![("file", &png), ("tier", b"gpu")], "unknown tier"),
+        (
+            vec![("file", &png), ("tier", b"vlm")],
+            "tier vlm is not available",
+        ),
+        (vec![("file", &png), ("tool", b"summarise")], "unknown tool"),
+        (
+            vec![("file", &png), ("tool", b"translate")],
+            "needs translate_to",
+        ),
+        (
+            vec![
+                ("file", &png),
+                ("tool", b"translate"),
+                ("translate_to", b"de"),
+            ],
+            "not available",
+        ),
+        (vec![("file", &png), ("language", b"tlh")], "tlh"),
+        (vec![("file", &huge)], "exceeds the limit"),
+        (vec![("file", &big)], "pixels per page"),
+        (vec![("file", &encrypted)], "password"),
+    ];
+    for (parts, expected) in cases {
+        let (code, body) = s.submit(None, &parts).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{expected}: {body}");
+        assert!(
+            error_of(&body).contains(expected),
+            "{expected:?} not in {body}"
+        );
+    }
+    // Not multipart at all, and a multipart body cut short.
+    let r = Request::post("/api/v1/ocr/")
+        .header("content-type", "application/json")
+        .body(Body::from("{}"))
+        .unwrap();
+    let (code, body, _) = s.call(r).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    let (ct, mut body) = multipart(&[("file", &png)]);
+    body.truncate(body.len() / 2);
+    let r = Request::post("/api/v1/ocr/")
+        .header("content-type", ct)
+        .body(Body::from(body))
+        .unwrap();
+    let (code, body, _) = s.call(r).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    assert!(error_of(&body).contains("malformed"), "{body}");
+    // Unknown routes and methods answer JSON too.
+    let (code, body, _) = s.get(None, "/api/v1/nothing/").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"], "not found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_over_the_size_limit_are_refused() {
+    let s = Server::start(|c| c.max_upload_bytes = 10_000).await;
+    let (code, body) = s
+        .submit(None, &[("file", &fixture("images/letter.png"))])
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    assert!(error_of(&body).contains("too large"), "{body}");
+    assert_eq!(
+        s.state
+            .db
+            .used(
+                &format!("ip:127.0.0.1"),
+                &ocr_server::clock::day(ocr_server::db::now_ms())
+            )
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_ownership() {
+    let s = Server::start(|_| {}).await;
+    let (_, alice) = s.account("free", 0).await;
+    let (bob_id, bob) = s.account("free", 0).await;
+    let png = fixture("images/letter.png");
+    let (code, job) = s.submit(Some(&alice), &[("file", &png)]).await;
+    assert_eq!(code, StatusCode::OK, "{job}");
+    let uuid = job["uuid"].as_str().unwrap().to_string();
+    let status = format!("/api/v1/ocr/{uuid}/");
+    // The owner, by header and by query parameter.
+    assert_eq!(s.get(Some(&alice), &status).await.0, StatusCode::OK);
+    let (code, _, _) = s.get(None, &format!("{status}?api_token={alice}")).await;
+    assert_eq!(code, StatusCode::OK);
+    // Someone else, or nobody: 404, never 403.
+    assert_eq!(s.get(Some(&bob), &status).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(s.get(None, &status).await.0, StatusCode::NOT_FOUND);
+    let download = format!("{status}download/?format=txt");
+    assert_eq!(s.get(Some(&bob), &download).await.0, StatusCode::NOT_FOUND);
+    // Unknown, malformed and revoked tokens: 401 even where anonymous access is allowed.
+    let unknown = ocr_server::auth::new_token().0;
+    for bad in [unknown.as_str(), "ocr_short", "not-a-token"] {
+        let (code, body, _) = s.get(Some(bad), &status).await;
+        assert_eq!(code, StatusCode::UNAUTHORIZED, "{bad}");
+        assert!(body["error"].is_string());
+        assert_eq!(
+            s.submit(Some(bad), &[("file", &png)]).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let tokens = s.state.db.tokens(&bob_id).await.unwrap();
+    assert!(s.state.db.revoke_token(&tokens[0].id).await.unwrap());
+    assert_eq!(
+        s.get(
+            Some(&bob),
+            "/api/v1/ocr/00000000-0000-4000-8000-000000000000/"
+        )
+        .await
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+    // Unknown jobs.
+    assert_eq!(
+        s.get(None, "/api/v1/ocr/00000000-0000-4000-8000-000000000000/")
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        s.get(None, "/api/v1/ocr/nope/").await.0,
+        StatusCode::NOT_FOUND
+    );
+    // Chat needs an account, checks the job, then says it is not there yet.
+    let chat = |token: Option<&str>, body: &str| {
+        let mut r = Request::post(format!("/api/v1/chat/{uuid}/"))
+            .header("content-type", "application/json");
+        if let Some(t) = token {
+            r = r.header("authorization", format!("Bearer {t}"));
+        }
+        r.body(Body::from(body.to_string())).unwrap()
+    };
+    assert_eq!(
+        s.call(chat(None, "{\"message\":\"hi\"}")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        s.call(chat(Some(&alice), "{}")).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        s.call(chat(Some(&alice), "{\"message\":\"hi\"}")).await.0,
+        StatusCode::NOT_IMPLEMENTED
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_are_the_command_lines_bytes() {
+    let s = Server::start(|_| {}).await;
+    let dir = temp_dir("dl");
+    for input in ["images/letter.png", "pdf/letter_3p.pdf"] {
+        let bytes = fixture(input);
+        let (code, job) = s.submit(None, &[("file", &bytes)]).await;
+        assert_eq!(code, StatusCode::OK, "{job}");
+        let uuid = job["uuid"].as_str().unwrap();
+        for format in ["txt", "md", "json", "docx", "pdf", "csv", "hocr", "alto"] {
+            let (code, _, body) = s
+                .get(
+                    None,
+                    &format!("/api/v1/ocr/{uuid}/download/?format={format}"),
+                )
+                .await;
+            assert_eq!(code, StatusCode::OK, "{input} {format}");
+            let out = dir.join(format!("cli.{format}"));
+            let status = std::process::Command::new(env!("CARGO_BIN_EXE_ocr"))
+                .arg("recognize")
+                .arg(
+                    Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("../fixtures")
+                        .join(input),
+                )
+                .args(["--format", format, "-o"])
+                .arg(&out)
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let cli = std::fs::read(&out).unwrap();
+            if format == "json" {
+                // The server's job adds what it knows about the job; the rest is the same.
+                let mut server: Value = serde_json::from_slice(&body).unwrap();
+                let cli: Value = serde_json::from_slice(&cli).unwrap();
+                assert_eq!(server["uuid"], uuid);
+                for key in [
+                    "uuid",
+                    "tier",
+                    "language",
+                    "tool",
+                    "progress",
+                    "created_at",
+                    "started_at",
+                    "finished_at",
+                    "engine",
+                ] {
+                    server.as_object_mut().unwrap().remove(key);
+                }
+                assert_eq!(server, cli, "{input} json");
+            } else {
+                assert!(
+                    body == cli,
+                    "{input} {format}: the download differs from the CLI's output"
+                );
+            }
+        }
+        let (code, body, _) = s
+            .get(None, &format!("/api/v1/ocr/{uuid}/download/?format=rtf"))
+            .await;
+        assert_eq!(code, StatusCode::BAD_REQUEST);
+        assert!(error_of(&body).contains("unknown format"));
+    }
+    let response = s
+        .app
+        .clone()
+        .oneshot(
+            Request::get(format!(
+                "/api/v1/ocr/{}/download/?format=docx",
+                s.submit(None, &[("file", &fixture("images/line.png"))])
+                    .await
+                    .1["uuid"]
+                    .as_str()
+                    .unwrap()
+            ))
+            .body(Body::empty())
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let headers = response.headers();
+    assert_eq!(
+        headers["content-type"],
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    );
+    let disposition = headers["content-disposition"].to_str().unwrap();
+    assert!(disposition.starts_with("attachment; filename=\"") && disposition.ends_with(".docx\""));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn larger_files_are_queued_and_nothing_of_the_upload_remains() {
+    let s = Server::start(|c| c.inline_pages = 2).await;
+    let marker = format!("UPLOAD-MARKER-{}", ocr_server::auth::random_hex(16));
+    // A born-digital PDF (3 pages: queued) with the marker in a comment, and an image.
+    let mut pdf = fixture("pdf/letter_3p.pdf");
+    pdf.extend_from_slice(format!("\n% {marker}\n").as_bytes());
+    let (code, job) = s.submit(None, &[("file", &pdf)]).await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{job}");
+    assert_eq!(job["status"], "pending");
+    let uuid = job["uuid"].as_str().unwrap().to_string();
+    // While it waits, downloads are refused with 409 (unless it is already done).
+    let (code, _, _) = s
+        .get(None, &format!("/api/v1/ocr/{uuid}/download/?format=txt"))
+        .await;
+    assert!(
+        code == StatusCode::CONFLICT || code == StatusCode::OK,
+        "{code}"
+    );
+    let done = s.wait(None, &uuid).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["progress"], 3);
+    assert!(done["text"].as_str().unwrap().contains("Chapter 2"));
+    let (code, job) = s.submit(None, &[("file", &png_with_marker(&marker))]).await;
+    assert_eq!(code, StatusCode::OK, "{job}");
+    s.state.db.checkpoint().await.unwrap();
+    let found = files_containing(&s.dir, marker.as_bytes());
+    assert!(
+        found.is_empty(),
+        "the upload's bytes are still in {found:?}"
+    );
+    assert!(
+        std::fs::read_dir(s.state.config.uploads_dir())
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    // Results stay until their retention ends, then are gone.
+    assert_eq!(
+        s.get(None, &format!("/api/v1/ocr/{uuid}/")).await.0,
+        StatusCode::OK
+    );
+    s.state
+        .db
+        .expire(ocr_server::db::now_ms() + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get(None, &format!("/api/v1/ocr/{uuid}/")).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_503_with_retry_after() {
+    let s = Server::start(|c| {
+        c.inline_pages = 1;
+        c.queue_capacity = 0;
+    })
+    .await;
+    let response = s
+        .app
+        .clone()
+        .oneshot(submit_request(
+            None,
+            &[("file", &fixture("pdf/letter_3p.pdf"))],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "30");
+    // Nothing was charged.
+    let used = s
+        .state
+        .db
+        .used(
+            "ip:127.0.0.1",
+            &ocr_server::clock::day(ocr_server::db::now_ms()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(used, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_never_overspend() {
+    let s = Arc::new(
+        Server::start(|c| {
+            c.free.pages_per_month = 30;
+            c.max_inline_requests = 100;
+        })
+        .await,
+    );
+    let (account, token) = s.account("free", 0).await;
+    let png = fixture("images/line.png");
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let s = s.clone();
+        let token = token.clone();
+        let png = png.clone();
+        tasks.push(tokio::spawn(async move {
+            s.submit(Some(&token), &[("file", &png)]).await
+        }));
+    }
+    let mut done = 0;
+    let mut refused = 0;
+    for t in tasks {
+        let (code, body) = t.await.unwrap();
+        match code {
+            StatusCode::OK => {
+                assert_eq!(body["status"], "done", "{body}");
+                done += 1;
+            }
+            StatusCode::PAYMENT_REQUIRED => {
+                assert_eq!(body["cap"], 30, "{body}");
+                assert!(body["used"].as_i64().unwrap() <= 30, "{body}");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!((done, refused), (30, 70));
+    let month = ocr_server::clock::month(ocr_server::db::now_ms());
+    assert_eq!(
+        s.state
+            .db
+            .used(&format!("acc:{account}"), &month)
+            .await
+            .unwrap(),
+        30
+    );
+    // One more page is refused with the figures.
+    let (code, body) = s.submit(Some(&token), &[("file", &png)]).await;
+    assert_eq!(code, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(
+        (body["used"].as_i64(), body["cap"].as_i64()),
+        (Some(30), Some(30))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paid_accounts_spend_credits_and_failed_pages_are_released() {
+    let s = Server::start(|_| {}).await;
+    let (account, token) = s.account("paid", 5).await;
+    // A 3-page PDF whose second page is fine and whose pages are all read: 3 credits.
+    let (code, job) = s
+        .submit(Some(&token), &[("file", &fixture("pdf/letter_3p.pdf"))])
+        .await;
+    assert_eq!(code, StatusCode::OK, "{job}");
+    assert_eq!(
+        s.state
+            .db
+            .used(&format!("acc:{account}"), "credits")
+            .await
+            .unwrap(),
+        3
+    );
+    let (code, body) = s
+        .submit(Some(&token), &[("file", &fixture("pdf/letter_3p.pdf"))])
+        .await;
+    assert_eq!(code, StatusCode::PAYMENT_REQUIRED, "{body}");
+    assert_eq!(
+        (body["used"].as_i64(), body["cap"].as_i64()),
+        (Some(3), Some(5))
+    );
+    // Pages that cannot be read are not charged: here every page of a PDF renders over the
+    // pixel limit, so the job fails and its credits come back.
+    let small = Server::start(|c| c.max_page_pixels = 10_000).await;
+    let (account, token) = small.account("paid", 5).await;
+    let (code, job) = small
+        .submit(
+            Some(&token),
+            &[("file", &fixture("pdf/letter_3p.pdf")), ("tier", b"cpu")],
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{job}");
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(job["error"].as_str().unwrap().contains("pixels"), "{job}");
+    let uuid = job["uuid"].as_str().unwrap();
+    assert_eq!(small.state.db.ledger_total(uuid).await.unwrap(), 0);
+    assert_eq!(
+        small
+            .state
+            .db
+            .used(&format!("acc:{account}"), "credits")
+            .await
+            .unwrap(),
+        0
+    );
+    // A failed job has nothing to download.
+    let (code, _, _) = small
+        .get(
+            Some(&token),
+            &format!("/api/v1/ocr/{uuid}/download/?format=txt"),
+        )
+        .await;
+    assert!(code == StatusCode::CONFLICT || code == StatusCode::OK);
+}
