@@ -2,6 +2,7 @@
 //! data folder of its own): the API documentation's own clients (Python, Node, cURL) run
 //! verbatim against it; a server killed with SIGKILL in the middle of a queued job finishes it
 //! after a restart, exactly once and charged once; SIGTERM lets an inline request finish.
+#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -44,10 +45,8 @@ fn serve(data: &Path, env: &[(&str, &str)]) -> Process {
         .arg(data)
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    if let Ok(url) = std::env::var("OCR_TEST_DATABASE_URL") {
-        if !url.is_empty() {
-            cmd.env("OCR_DATABASE_URL", database_for(data, &url));
-        }
+    if let Some(url) = test_database() {
+        cmd.env("OCR_DATABASE_URL", database_for(data, &url));
     }
     for (k, v) in env {
         cmd.env(k, v);
@@ -62,6 +61,13 @@ fn serve(data: &Path, env: &[(&str, &str)]) -> Process {
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_string();
     Process { child, base }
+}
+
+/// `OCR_TEST_DATABASE_URL`: a PostgreSQL server to run against instead of SQLite.
+fn test_database() -> Option<String> {
+    std::env::var("OCR_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
 }
 
 /// One PostgreSQL database per data folder, created on first use (the name is kept in the
@@ -89,10 +95,8 @@ fn ocr(args: &[&str], data: &Path) -> String {
     cmd.args(args).arg("--data").arg(data);
     if let Ok(url) = std::fs::read_to_string(data.join("pg-database")) {
         cmd.env("OCR_DATABASE_URL", url);
-    } else if let Ok(url) = std::env::var("OCR_TEST_DATABASE_URL") {
-        if !url.is_empty() {
-            cmd.env("OCR_DATABASE_URL", database_for(data, &url));
-        }
+    } else if let Some(url) = test_database() {
+        cmd.env("OCR_DATABASE_URL", database_for(data, &url));
     }
     let out = cmd.output().unwrap();
     assert!(

@@ -2,6 +2,7 @@
 //! under concurrency, downloads equal to the command line's output, uploads gone once their
 //! job ends, retention. Runs on SQLite, or on PostgreSQL when `OCR_TEST_DATABASE_URL` names a
 //! server (`.ci/run` runs the suite both ways).
+#![allow(clippy::unwrap_used)] // test helpers: a failure is a test failure
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -262,10 +263,10 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                if bytes.windows(needle.len()).any(|w| w == needle) {
-                    found.push(path);
-                }
+            } else if std::fs::read(&path)
+                .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+            {
+                found.push(path);
             }
         }
     }
@@ -304,6 +305,14 @@ async fn a_small_image_is_read_inside_the_request() {
             > 0.5
     );
     let uuid = job["uuid"].as_str().unwrap();
+    // The database the suite runs on is the one asked for.
+    let (code, health, _) = s.get(None, "/healthz").await;
+    assert_eq!(code, StatusCode::OK);
+    let expected = match std::env::var("OCR_TEST_DATABASE_URL") {
+        Ok(u) if !u.is_empty() => "postgres",
+        _ => "sqlite",
+    };
+    assert_eq!(health["database"], expected, "{health}");
     // The status endpoint returns the same job.
     let (code, again, _) = s.get(None, &format!("/api/v1/ocr/{uuid}/")).await;
     assert_eq!(code, StatusCode::OK);
@@ -319,7 +328,8 @@ async fn bad_requests_get_clear_errors() {
         png_claiming(20_000, 20_000),
         fixture("pdf/encrypted_user_password.pdf"),
     );
-    let cases: Vec<(Vec<(&str, &[u8])>, &str)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a [u8])>, &'a str);
+    let cases: Vec<Case> = vec![
         (vec![("tier", b"cpu")], "no file"),
         (vec![("file", b"")], "empty file"),
         (
@@ -392,7 +402,7 @@ async fn uploads_over_the_size_limit_are_refused() {
         s.state
             .db
             .used(
-                &format!("ip:127.0.0.1"),
+                "ip:127.0.0.1",
                 &ocr_server::clock::day(ocr_server::db::now_ms())
             )
             .await
