@@ -774,3 +774,53 @@ async fn paid_accounts_spend_credits_and_failed_pages_are_released() {
         .await;
     assert!(code == StatusCode::CONFLICT || code == StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_metrics_and_openapi() {
+    let s = Server::start(|_| {}).await;
+    let (code, _) = s
+        .submit(None, &[("file", &fixture("images/line.png"))])
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _, body) = s.get(None, "/metrics").await;
+    assert_eq!(code, StatusCode::OK);
+    let text = String::from_utf8(body).unwrap();
+    for expected in [
+        "ocr_http_requests_total{method=\"POST\",route=\"/api/v1/ocr\",status=\"200\"} 1",
+        "ocr_pages_total{outcome=\"done\"} 1",
+        "ocr_jobs_total{outcome=\"done\"} 1",
+        "ocr_stage_duration_seconds_count{stage=\"page\"} 1",
+        "ocr_queue_depth 0",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from\n{text}");
+    }
+    let (code, spec, _) = s.get(None, "/openapi.json").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(spec["openapi"], "3.1.0");
+    let paths = spec["paths"].as_object().unwrap();
+    for path in [
+        "/api/v1/ocr/",
+        "/api/v1/ocr/{uuid}/",
+        "/api/v1/ocr/{uuid}/download/",
+        "/api/v1/chat/{uuid}/",
+        "/healthz",
+        "/metrics",
+    ] {
+        assert!(
+            paths.contains_key(path),
+            "{path} not in the OpenAPI document"
+        );
+    }
+    // Every $ref points at a schema the document defines.
+    let text = spec.to_string();
+    for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = &r[..r.find('"').unwrap()];
+        assert!(
+            spec["components"]["schemas"].get(name).is_some(),
+            "dangling $ref {name}"
+        );
+    }
+    let formats =
+        &spec["paths"]["/api/v1/ocr/{uuid}/download/"]["get"]["parameters"][1]["schema"]["enum"];
+    assert_eq!(formats.as_array().unwrap().len(), 8);
+}
