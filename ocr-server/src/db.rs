@@ -444,21 +444,6 @@ impl Db {
         Ok(None)
     }
 
-    /// Gives back `amount` credits reserved for a job that never started (a full queue).
-    pub async fn release(
-        &self,
-        subject: &str,
-        period: &str,
-        amount: i64,
-        job_uuid: &str,
-        reason: &str,
-    ) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
-        release_in(&mut tx, subject, period, amount, job_uuid, reason).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// Credits used by `subject` in `period`.
     pub async fn used(&self, subject: &str, period: &str) -> anyhow::Result<i64> {
         let row = sqlx::query("SELECT used FROM usage WHERE subject = $1 AND period = $2")

@@ -824,3 +824,58 @@ async fn health_metrics_and_openapi() {
         &spec["paths"]["/api/v1/ocr/{uuid}/download/"]["get"]["parameters"][1]["schema"]["enum"];
     assert_eq!(formats.as_array().unwrap().len(), 8);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paid_work_goes_first_in_the_queue() {
+    // No workers: the jobs stay queued until claimed here.
+    let s = Server::start(|c| {
+        c.workers = 0;
+        c.inline_pages = 1;
+    })
+    .await;
+    let (_, free) = s.account("free", 0).await;
+    let (_, paid) = s.account("paid", 100).await;
+    let pdf = fixture("pdf/letter_3p.pdf");
+    let (code, anonymous_job) = s.submit(None, &[("file", &pdf)]).await;
+    assert_eq!(code, StatusCode::ACCEPTED);
+    let (_, free_job) = s.submit(Some(&free), &[("file", &pdf)]).await;
+    let (_, paid_job) = s.submit(Some(&paid), &[("file", &pdf)]).await;
+    let lease = Duration::from_secs(60);
+    let order: Vec<String> = [
+        s.state.db.claim("a", lease).await.unwrap(),
+        s.state.db.claim("b", lease).await.unwrap(),
+        s.state.db.claim("c", lease).await.unwrap(),
+    ]
+    .into_iter()
+    .map(|j| j.unwrap().uuid)
+    .collect();
+    assert_eq!(
+        order,
+        [&paid_job["uuid"], &anonymous_job["uuid"], &free_job["uuid"]]
+            .map(|v| v.as_str().unwrap().to_string())
+    );
+    assert!(s.state.db.claim("d", lease).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_and_time_limits() {
+    let s = Server::start(|c| c.anonymous.max_pages_per_file = 2).await;
+    let (code, body) = s
+        .submit(None, &[("file", &fixture("pdf/letter_3p.pdf"))])
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    assert!(error_of(&body).contains("limit per file is 2"), "{body}");
+    // A page over the time limit fails with the reason, and is not charged.
+    let s = Server::start(|c| c.page_timeout_seconds = 0.001).await;
+    let (code, job) = s
+        .submit(None, &[("file", &fixture("images/letter.png"))])
+        .await;
+    assert_eq!(code, StatusCode::OK, "{job}");
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["error"].as_str().unwrap().contains("time limit"),
+        "{job}"
+    );
+    let uuid = job["uuid"].as_str().unwrap();
+    assert_eq!(s.state.db.ledger_total(uuid).await.unwrap(), 0);
+}
