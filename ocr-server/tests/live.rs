@@ -330,8 +330,19 @@ fn sigterm_lets_an_inline_request_finish() {
     let base = server.base.clone();
     let png = std::fs::read(root().join("fixtures/images/letter.png")).unwrap();
     let request = std::thread::spawn(move || submit(&base, &token, &png));
-    // Let the request arrive, then ask the server to stop.
-    std::thread::sleep(Duration::from_millis(300));
+    // Once the request is being worked on (the metrics say so), ask the server to stop.
+    let started = Instant::now();
+    loop {
+        let (_, metrics) = http(&server.base, "GET", "/metrics", &[], b"");
+        if String::from_utf8_lossy(&metrics).contains("ocr_inline_requests_in_flight 1") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the request never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let status = Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
         .status()
