@@ -3,13 +3,15 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
+use axum::extract::FromRequestParts;
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Request, State};
-use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::http::request::Parts;
+use axum::http::{Extensions, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -78,18 +80,18 @@ fn peer_ip(extensions: &Extensions) -> IpAddr {
         .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0.ip())
 }
 
-async fn caller(
-    state: &SharedState,
-    headers: &HeaderMap,
-    uri: &Uri,
-    extensions: &Extensions,
-) -> Result<Caller, ApiError> {
-    let ip = auth::client_ip(
-        headers,
-        peer_ip(extensions),
-        state.config.trust_forwarded_for,
-    );
-    auth::identify(&state.db, headers, uri.query(), ip).await
+/// Every API route starts by identifying its caller: an account, anonymous, or `401`.
+impl FromRequestParts<SharedState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
+        let ip = auth::client_ip(
+            &parts.headers,
+            peer_ip(&parts.extensions),
+            state.config.trust_forwarded_for,
+        );
+        auth::identify(&state.db, &parts.headers, parts.uri.query(), ip).await
+    }
 }
 
 /// A random (version 4) uuid.
@@ -224,12 +226,9 @@ async fn allowance(state: &SharedState, caller: &Caller) -> Result<Allowance, Ap
 
 async fn submit(
     State(state): State<SharedState>,
-    headers: HeaderMap,
-    uri: Uri,
-    extensions: Extensions,
+    caller: Caller,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = caller(&state, &headers, &uri, &extensions).await?;
     let multipart = multipart.map_err(|e| {
         ApiError::bad_request(format!(
             "expected a multipart/form-data body with a file field: {}",
@@ -508,32 +507,20 @@ async fn job_json(state: &SharedState, job: &JobRow) -> Result<Response, ApiErro
 async fn status(
     State(state): State<SharedState>,
     Path(uuid): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-    extensions: Extensions,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    let caller = caller(&state, &headers, &uri, &extensions).await?;
     let job = visible_job(&state, &caller, &uuid).await?;
     job_json(&state, &job).await
-}
-
-fn query_param(uri: &Uri, key: &str) -> Option<String> {
-    uri.query()?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == key).then(|| v.to_string())
-    })
 }
 
 async fn download(
     State(state): State<SharedState>,
     Path(uuid): Path<String>,
-    headers: HeaderMap,
+    caller: Caller,
     uri: Uri,
-    extensions: Extensions,
 ) -> Result<Response, ApiError> {
-    let caller = caller(&state, &headers, &uri, &extensions).await?;
     let job = visible_job(&state, &caller, &uuid).await?;
-    let requested = query_param(&uri, "format").unwrap_or_else(|| "json".into());
+    let requested = auth::query_param(uri.query(), "format").unwrap_or_else(|| "json".into());
     let format: Format = requested.parse().map_err(|_| {
         ApiError::bad_request(format!(
             "unknown format {requested:?}: expected txt, md, docx, pdf, csv, json, hocr or alto"
@@ -580,21 +567,14 @@ async fn download(
 
 /// The chat routes check what the API says (account token, the job, its status, the message);
 /// answering arrives with the chat engine.
-async fn chat_checks(
-    state: &SharedState,
-    headers: &HeaderMap,
-    uri: &Uri,
-    extensions: &Extensions,
-    uuid: &str,
-) -> Result<JobRow, ApiError> {
-    let caller = caller(state, headers, uri, extensions).await?;
+async fn chat_checks(state: &SharedState, caller: &Caller, uuid: &str) -> Result<JobRow, ApiError> {
     if caller.account_id().is_none() {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "chat needs an account token",
         ));
     }
-    let job = visible_job(state, &caller, uuid).await?;
+    let job = visible_job(state, caller, uuid).await?;
     if job.status != "done" {
         return Err(
             ApiError::new(StatusCode::CONFLICT, format!("the job is {}", job.status))
@@ -607,12 +587,10 @@ async fn chat_checks(
 async fn chat(
     State(state): State<SharedState>,
     Path(uuid): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-    extensions: Extensions,
+    caller: Caller,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    chat_checks(&state, &headers, &uri, &extensions, &uuid).await?;
+    chat_checks(&state, &caller, &uuid).await?;
     let message = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.get("message")?.as_str().map(str::to_string))
@@ -628,11 +606,9 @@ async fn chat(
 async fn chat_history(
     State(state): State<SharedState>,
     Path(uuid): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-    extensions: Extensions,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    chat_checks(&state, &headers, &uri, &extensions, &uuid).await?;
+    chat_checks(&state, &caller, &uuid).await?;
     Err(not_yet())
 }
 
@@ -687,6 +663,3 @@ async fn metrics(State(state): State<SharedState>) -> Result<Response, ApiError>
 async fn openapi(State(state): State<SharedState>) -> Response {
     axum::Json(crate::openapi::document(&state.config)).into_response()
 }
-
-/// How long a graceful shutdown waits for in-flight requests before it gives up.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(120);

@@ -104,12 +104,15 @@ fn presented(headers: &HeaderMap, query: Option<&str>) -> Result<Option<String>,
         }
         return Ok(Some(token.trim().to_string()));
     }
-    Ok(query.and_then(|q| {
-        q.split('&').find_map(|pair| {
-            let (k, v) = pair.split_once('=')?;
-            (k == "api_token").then(|| percent_decode(v))
-        })
-    }))
+    Ok(query_param(query, "api_token"))
+}
+
+/// The (percent-decoded) value of `key` in a query string.
+pub fn query_param(query: Option<&str>, key: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == key).then(|| percent_decode(v))
+    })
 }
 
 fn percent_decode(s: &str) -> String {

@@ -164,7 +164,8 @@ async fn read_pages(
             .unwrap_or("");
         format!("no page could be read: {reason}")
     });
-    let json = match serde_json::to_string(&sanitize(document.clone())) {
+    let mean_confidence = document.mean_confidence().map(f64::from);
+    let json = match serde_json::to_string(&sanitize(document)) {
         Ok(json) => json,
         Err(e) => {
             tracing::error!(job = %job.uuid, error = %e, "storing the document failed");
@@ -175,7 +176,7 @@ async fn read_pages(
         status: if all_failed { "failed" } else { "done" },
         error,
         failed_pages,
-        mean_confidence: document.mean_confidence().map(f64::from),
+        mean_confidence,
         document: Some(json),
         pdf,
     })
