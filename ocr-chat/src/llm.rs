@@ -1,0 +1,184 @@
+//! A small instruction-tuned language model: Qwen2.5 as GGUF through candle's
+//! `quantized_qwen2`, with its tokenizer built from the GGUF metadata. Decoding is greedy, so
+//! the same prompt always gives the same text.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use candle_core::quantized::gguf_file;
+use candle_core::quantized::tokenizer::TokenizerFromGguf;
+use candle_core::{Device, Tensor};
+use candle_transformers::models::quantized_qwen2::ModelWeights;
+use tokenizers::Tokenizer;
+
+use crate::ChatError;
+
+/// One message of a chat prompt.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    pub role: &'a str,
+    pub content: &'a str,
+}
+
+/// A loaded model. Generation needs `&mut self` (the key-value cache); share it behind a mutex.
+pub struct Llm {
+    model: ModelWeights,
+    tokenizer: Tokenizer,
+    stop: Vec<u32>,
+    name: String,
+    context: usize,
+    device: Device,
+}
+
+impl std::fmt::Debug for Llm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Llm").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// What one generation did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    pub text: String,
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+}
+
+impl Llm {
+    /// Loads a Qwen2 GGUF file.
+    pub fn load(path: &Path) -> Result<Self, ChatError> {
+        let model_error = |e: candle_core::Error| ChatError::Model(format!("{}: {e}", path.display()));
+        let file = File::open(path).map_err(|e| ChatError::Model(format!("{}: {e}", path.display())))?;
+        let mut reader = BufReader::new(file);
+        let content = gguf_file::Content::read(&mut reader).map_err(model_error)?;
+        let name = content
+            .metadata
+            .get("general.name")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_else(|| "qwen2".into());
+        let arch = content
+            .metadata
+            .get("general.architecture")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_default();
+        if arch != "qwen2" {
+            return Err(ChatError::Model(format!(
+                "{}: architecture `{arch}`, expected qwen2",
+                path.display()
+            )));
+        }
+        let context = content
+            .metadata
+            .get("qwen2.context_length")
+            .and_then(|v| v.to_u32().ok())
+            .map_or(4096, |c| c as usize);
+        let tokenizer = Tokenizer::from_gguf(&content).map_err(model_error)?;
+        let stop: Vec<u32> = ["<|im_end|>", "<|endoftext|>"]
+            .iter()
+            .filter_map(|t| tokenizer.token_to_id(t))
+            .collect();
+        if stop.is_empty() {
+            return Err(ChatError::Model(format!("{}: no end-of-turn token", path.display())));
+        }
+        let device = Device::Cpu;
+        let model = ModelWeights::from_gguf(content, &mut reader, &device).map_err(model_error)?;
+        Ok(Self {
+            model,
+            tokenizer,
+            stop,
+            name,
+            context,
+            device,
+        })
+    }
+
+    /// The model's name from its metadata (`general.name`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Tokens in a text.
+    pub fn count_tokens(&self, text: &str) -> Result<usize, ChatError> {
+        Ok(self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| ChatError::Inference(format!("tokenizer: {e}")))?
+            .len())
+    }
+
+    /// The ChatML prompt Qwen2.5 was tuned on, ending where the assistant speaks.
+    pub fn chat_prompt(messages: &[Message<'_>]) -> String {
+        let mut prompt = String::new();
+        for m in messages {
+            prompt.push_str("<|im_start|>");
+            prompt.push_str(m.role);
+            prompt.push('\n');
+            prompt.push_str(m.content);
+            prompt.push_str("<|im_end|>\n");
+        }
+        prompt.push_str("<|im_start|>assistant\n");
+        prompt
+    }
+
+    /// Greedy decoding of at most `max_tokens` after `prompt`. `on_text` receives the text as it
+    /// grows, in pieces that never split a character.
+    pub fn generate(
+        &mut self,
+        prompt: &str,
+        max_tokens: usize,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Generation, ChatError> {
+        let ids = self
+            .tokenizer
+            .encode(prompt, false)
+            .map_err(|e| ChatError::Inference(format!("tokenizer: {e}")))?
+            .get_ids()
+            .to_vec();
+        if ids.len() + max_tokens > self.context {
+            return Err(ChatError::Inference(format!(
+                "prompt of {} tokens too long for a context of {}",
+                ids.len(),
+                self.context
+            )));
+        }
+        self.model.clear_kv_cache();
+        let input = Tensor::new(ids.as_slice(), &self.device)?.unsqueeze(0)?;
+        let mut logits = self.model.forward(&input, 0)?;
+        let mut generated: Vec<u32> = Vec::new();
+        let mut shown = 0usize;
+        let mut text = String::new();
+        for step in 0..max_tokens {
+            let next = logits
+                .squeeze(0)?
+                .argmax(0)?
+                .to_scalar::<u32>()?;
+            if self.stop.contains(&next) {
+                break;
+            }
+            generated.push(next);
+            text = self
+                .tokenizer
+                .decode(&generated, true)
+                .map_err(|e| ChatError::Inference(format!("tokenizer: {e}")))?;
+            // A byte-level token can end inside a character: wait for the rest.
+            if !text.ends_with('\u{FFFD}') && text.len() > shown && text.is_char_boundary(shown) {
+                on_text(&text[shown..]);
+                shown = text.len();
+            }
+            if step + 1 == max_tokens {
+                break;
+            }
+            let input = Tensor::new(&[next], &self.device)?.unsqueeze(0)?;
+            logits = self.model.forward(&input, ids.len() + generated.len() - 1)?;
+        }
+        self.model.clear_kv_cache();
+        Ok(Generation {
+            text,
+            prompt_tokens: ids.len(),
+            generated_tokens: generated.len(),
+        })
+    }
+}
