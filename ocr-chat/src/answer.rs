@@ -326,13 +326,11 @@ impl std::fmt::Debug for Generative {
     }
 }
 
-const SYSTEM: &str = "You answer questions about one document. You see numbered excerpts of \
-the document. Use only what the excerpts say, never outside knowledge, and never guess. If the \
-excerpts do not contain the answer, reply exactly: NOT FOUND";
+const SYSTEM: &str = "You are a careful assistant. You answer questions about a document \
+using only the excerpts of it that you are given, never outside knowledge.";
 
-const INSTRUCTIONS: &str = "Answer the question in one or two short sentences, using only the \
-excerpts. After the answer, write in brackets the number of each excerpt it comes from, like \
-[1]. If the excerpts do not contain the answer, reply exactly: NOT FOUND";
+const INSTRUCTIONS: &str = "Using only these excerpts, answer the question below in one or \
+two short sentences. If the excerpts do not contain the answer, reply NOT FOUND.";
 
 impl Generative {
     pub fn new(llm: Llm, name: impl Into<String>) -> Self {
@@ -513,9 +511,9 @@ impl Answerer for Generative {
         let mut context = String::from("Excerpts from the document:\n");
         for (i, (chunk, text)) in excerpts.iter().enumerate() {
             let page = index.pages[index.chunks[*chunk].page].number;
-            context.push_str(&format!("\n[{}] (page {page})\n{}\n", i + 1, text.trim()));
+            context.push_str(&format!("\nExcerpt {} (page {page}):\n{}\n", i + 1, text.trim()));
         }
-        let last = format!("{context}\nQuestion: {question}\n\n{INSTRUCTIONS}");
+        let last = format!("{context}\n{INSTRUCTIONS}\n\nQuestion: {question}");
         // Earlier turns, the last two exchanges, assistant turns shortened.
         let earlier: Vec<(String, &str)> = history
             .iter()
@@ -545,6 +543,9 @@ impl Answerer for Generative {
             dead: false,
         };
         let raw = self.complete(&messages, self.max_answer_tokens, &mut |t| filter.push(t))?;
+        if std::env::var_os("OCR_CHAT_DEBUG").is_some() {
+            eprintln!("--- prompt\n{last}\n--- raw\n{raw}\n---");
+        }
         let reply = self.ground(index, &excerpts, question, &raw);
         filter.finish(&reply.content);
         Ok(reply)
@@ -611,28 +612,43 @@ impl Generative {
             let c = &index.chunks[chunk];
             s.page == c.page && s.start >= c.start && s.end <= c.end
         };
-        if chosen.is_empty() {
-            // No marker: the excerpt holding the best-supporting sentence.
-            if let Some(best) = spans
-                .iter()
-                .max_by(|a, b| support(a).total_cmp(&support(b)))
-                .filter(|s| support(s) > 0.0)
-                && let Some(i) = excerpts.iter().position(|(c, _)| in_chunk(best, *c))
-            {
-                chosen.push(i);
-            }
-        }
-        let mut citations = Vec::new();
+        let mut best_spans: Vec<Span> = Vec::new();
         for i in chosen.iter().take(3) {
             let chunk = excerpts[*i].0;
-            let best = spans
+            if let Some(best) = spans
                 .iter()
                 .filter(|s| in_chunk(s, chunk))
-                .max_by(|a, b| support(a).total_cmp(&support(b)).then(b.start.cmp(&a.start)));
-            if let Some(c) = best.and_then(|s| citation(index, s)) {
-                citations.push(c);
+                .max_by(|a, b| support(a).total_cmp(&support(b)).then(b.start.cmp(&a.start)))
+            {
+                best_spans.push(*best);
             }
         }
+        if best_spans.is_empty() {
+            // No marker: the sentence that best supports the answer, then, for each number of
+            // the answer it lacks, the best sentence holding that number.
+            let mut ranked: Vec<&Span> = spans.iter().filter(|s| support(s) > 0.0).collect();
+            ranked.sort_by(|a, b| support(b).total_cmp(&support(a)).then(a.start.cmp(&b.start)));
+            if let Some(first) = ranked.first() {
+                best_spans.push(**first);
+            }
+            for n in &answer_numbers {
+                let covered = best_spans
+                    .iter()
+                    .any(|s| numbers(span_text(index, s)).contains(n));
+                if !covered
+                    && best_spans.len() < 3
+                    && let Some(s) = ranked
+                        .iter()
+                        .find(|s| numbers(span_text(index, s)).contains(n))
+                {
+                    best_spans.push(**s);
+                }
+            }
+        }
+        let citations: Vec<Citation> = best_spans
+            .iter()
+            .filter_map(|s| citation(index, s))
+            .collect();
         let citations = verify_citations(index, citations);
         if citations.is_empty() {
             // An answer nothing in the document supports is not given.

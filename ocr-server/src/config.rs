@@ -57,6 +57,8 @@ pub struct Config {
     pub anonymous: AnonymousPlan,
     pub free: FreePlan,
     pub paid: PaidPlan,
+    /// The chat: its language model, embeddings, model store and limits.
+    pub chat: crate::chat::ChatConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,6 +115,7 @@ impl Default for Config {
             anonymous: AnonymousPlan::default(),
             free: FreePlan::default(),
             paid: PaidPlan::default(),
+            chat: crate::chat::ChatConfig::default(),
         }
     }
 }
@@ -220,6 +223,7 @@ impl Config {
         if self.lease_seconds < 2 {
             bail!("lease_seconds must be at least 2");
         }
+        self.chat.validate()?;
         let positive = |v: f64| v.is_finite() && v > 0.0;
         if !positive(self.page_timeout_seconds) || !positive(self.retention_hours) {
             bail!("page_timeout_seconds and retention_hours must be positive");

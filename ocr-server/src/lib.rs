@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod chat;
 pub mod clock;
 pub mod config;
 pub mod db;

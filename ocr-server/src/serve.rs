@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::sync::watch;
 
+use crate::chat::ChatService;
 use crate::api;
 use crate::config::Config;
 use crate::db::{Db, redact};
@@ -79,6 +80,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await?
             .context("loading the recognition models")?;
     tracing::info!(engine = engine_name, "models loaded");
+    // The chat's models: installed from the package registry on first start, then loaded.
+    let chat_config = config.chat.clone();
+    let chat = tokio::task::spawn_blocking(move || ChatService::load(&chat_config)).await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let state = Arc::new(AppState::new(
@@ -87,7 +91,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         engine,
         engine_name,
         stop_rx,
-    ));
+    )
+    .with_chat(Arc::new(chat)));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;

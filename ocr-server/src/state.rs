@@ -6,6 +6,7 @@ use std::time::Duration;
 use ocr_core::{DecodeOptions, Engine, Limits, ModelSize};
 use tokio::sync::{Notify, Semaphore, watch};
 
+use crate::chat::ChatService;
 use crate::config::Config;
 use crate::db::Db;
 use crate::metrics::Metrics;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Set when the server is shutting down: workers stop taking jobs.
     pub stopping: watch::Receiver<bool>,
+    /// The chat's answerer, models and document indexes.
+    pub chat: Arc<ChatService>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -54,6 +57,7 @@ impl AppState {
         stopping: watch::Receiver<bool>,
     ) -> AppState {
         AppState {
+            chat: Arc::new(ChatService::extractive(&config.chat)),
             engine_slots: Arc::new(Semaphore::new(config.engine_slots)),
             inline_slots: Arc::new(Semaphore::new(config.max_inline_requests)),
             config,
@@ -64,6 +68,12 @@ impl AppState {
             metrics: Metrics::default(),
             stopping,
         }
+    }
+
+    /// The same state with another chat service (the one [`ChatService::load`] built).
+    pub fn with_chat(mut self, chat: Arc<ChatService>) -> AppState {
+        self.chat = chat;
+        self
     }
 
     pub fn lease(&self) -> Duration {
