@@ -102,9 +102,8 @@ fn main() -> Result<()> {
         answerers.push("extractive".into());
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let set: QuestionSet = serde_json::from_slice(&std::fs::read(
-        root.join("benches/chat/questions.json"),
-    )?)?;
+    let set: QuestionSet =
+        serde_json::from_slice(&std::fs::read(root.join("benches/chat/questions.json"))?)?;
     let corpus = std::env::var_os("OCR_CORPUS")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("../shared/corpus"));
@@ -158,7 +157,11 @@ fn main() -> Result<()> {
         "{} documents indexed, {:.2} s median ({})",
         indexes.len(),
         median(&mut index_seconds.clone()),
-        if embedder.is_some() { "BM25 + MiniLM" } else { "BM25" }
+        if embedder.is_some() {
+            "BM25 + MiniLM"
+        } else {
+            "BM25"
+        }
     );
 
     let mut report = serde_json::Map::new();
@@ -263,17 +266,27 @@ fn summarise(name: &str, outcomes: &[Outcome]) -> serde_json::Map<String, serde_
         let of: Vec<&Outcome> = outcomes.iter().filter(|o| o.kind == kind).collect();
         let n = of.len();
         let ok = of.iter().filter(|o| o.correct).count();
-        by_kind.insert(kind.to_string(), serde_json::json!({"questions": n, "correct": ok}));
+        by_kind.insert(
+            kind.to_string(),
+            serde_json::json!({"questions": n, "correct": ok}),
+        );
     }
     let mut m = serde_json::Map::new();
     m.insert("answerer".into(), name.into());
     m.insert("questions".into(), outcomes.len().into());
     m.insert(
         "answer_accuracy".into(),
-        share(answerable.iter().filter(|o| o.correct).count(), answerable.len()).into(),
+        share(
+            answerable.iter().filter(|o| o.correct).count(),
+            answerable.len(),
+        )
+        .into(),
     );
     m.insert("answerable".into(), answerable.len().into());
-    m.insert("citation_page_precision".into(), share(on_page, cites).into());
+    m.insert(
+        "citation_page_precision".into(),
+        share(on_page, cites).into(),
+    );
     m.insert("citations".into(), cites.into());
     m.insert(
         "refusal_accuracy".into(),

@@ -15,14 +15,15 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ChatError;
 use crate::embed::Embedder;
 use crate::index::{DocIndex, Hit};
 use crate::llm::{Llm, Message};
 use crate::text::{normalize, numbers, sentences, terms};
-use crate::ChatError;
 
 /// What a reply says when the document does not answer the question.
-pub const NOT_IN_DOCUMENT: &str = "The document does not say: I found no answer to that in its text.";
+pub const NOT_IN_DOCUMENT: &str =
+    "The document does not say: I found no answer to that in its text.";
 
 /// One piece of evidence: a literal substring of a page's text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,16 +88,36 @@ pub trait Answerer: Send + Sync {
     ) -> Result<Reply, ChatError>;
 }
 
-/// The text retrieval searches with: the question, and for a short follow-up ("and the date?")
-/// the previous question too, so that it keeps its subject.
+/// The text retrieval searches with: the question, and for a follow-up that leans on an
+/// earlier turn ("and when is it due?", "who signed it?") the previous question too, so that it
+/// keeps its subject.
 pub fn retrieval_query(history: &[Turn], question: &str) -> String {
     let previous = history
         .iter()
         .rev()
         .find(|t| t.role == Role::User)
         .map(|t| t.content.as_str());
+    let leans_back = terms(question).len() <= 1
+        || question.split(|c: char| !c.is_alphanumeric()).any(|w| {
+            matches!(
+                w.to_lowercase().as_str(),
+                "it" | "its"
+                    | "they"
+                    | "them"
+                    | "their"
+                    | "he"
+                    | "she"
+                    | "him"
+                    | "her"
+                    | "his"
+                    | "that"
+                    | "those"
+                    | "these"
+                    | "there"
+            )
+        });
     match previous {
-        Some(prev) if terms(question).len() < 4 => format!("{question} {prev}"),
+        Some(prev) if leans_back => format!("{question} {prev}"),
         _ => question.to_string(),
     }
 }
@@ -172,7 +193,9 @@ pub fn verify_citations(index: &DocIndex, citations: Vec<Citation>) -> Vec<Citat
             })
         };
         if let Some(c) = fixed
-            && !out.iter().any(|o| o.page == c.page && o.snippet == c.snippet)
+            && !out
+                .iter()
+                .any(|o| o.page == c.page && o.snippet == c.snippet)
         {
             out.push(c);
         }
@@ -256,7 +279,11 @@ impl Answerer for Extractive {
             on_text(NOT_IN_DOCUMENT);
             return Ok(Reply::not_found());
         }
-        let qterms = terms(&query);
+        // Coverage counts the question's own terms when it has some of its own.
+        let qterms = match terms(question) {
+            own if own.len() >= 2 => own,
+            _ => terms(&query),
+        };
         let cov: Vec<f32> = spans
             .iter()
             .map(|s| coverage(index, &qterms, span_text(index, s)))
@@ -296,7 +323,11 @@ impl Answerer for Extractive {
             on_text(NOT_IN_DOCUMENT);
             return Ok(Reply::not_found());
         };
-        let quoted = cite.snippet.split_whitespace().collect::<Vec<_>>().join(" ");
+        let quoted = cite
+            .snippet
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         let content = format!("Page {} says: \u{201C}{quoted}\u{201D}", cite.page);
         on_text(&content);
         Ok(Reply {
@@ -322,7 +353,9 @@ pub struct Generative {
 
 impl std::fmt::Debug for Generative {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Generative").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Generative")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -511,7 +544,11 @@ impl Answerer for Generative {
         let mut context = String::from("Excerpts from the document:\n");
         for (i, (chunk, text)) in excerpts.iter().enumerate() {
             let page = index.pages[index.chunks[*chunk].page].number;
-            context.push_str(&format!("\nExcerpt {} (page {page}):\n{}\n", i + 1, text.trim()));
+            context.push_str(&format!(
+                "\nExcerpt {} (page {page}):\n{}\n",
+                i + 1,
+                text.trim()
+            ));
         }
         let last = format!("{context}\n{INSTRUCTIONS}\n\nQuestion: {question}");
         // Earlier turns, the last two exchanges, assistant turns shortened.
@@ -554,7 +591,13 @@ impl Answerer for Generative {
 
 impl Generative {
     /// Turns the model's raw text into a checked reply.
-    fn ground(&self, index: &DocIndex, excerpts: &[(usize, &str)], question: &str, raw: &str) -> Reply {
+    fn ground(
+        &self,
+        index: &DocIndex,
+        excerpts: &[(usize, &str)],
+        question: &str,
+        raw: &str,
+    ) -> Reply {
         let (answer, cited) = take_markers(raw);
         if is_refusal(&answer) && cited.is_empty() || answer.is_empty() {
             return Reply::not_found();
@@ -566,7 +609,11 @@ impl Generative {
         // nowhere is an invented one.
         let mut known: Vec<String> = excerpts.iter().flat_map(|(_, t)| numbers(t)).collect();
         known.extend(numbers(question));
-        known.extend(excerpts.iter().map(|(c, _)| index.pages[index.chunks[*c].page].number.to_string()));
+        known.extend(
+            excerpts
+                .iter()
+                .map(|(c, _)| index.pages[index.chunks[*c].page].number.to_string()),
+        );
         if numbers(&answer).iter().any(|n| !known.contains(n)) {
             return Reply::not_found();
         }
@@ -615,11 +662,11 @@ impl Generative {
         let mut best_spans: Vec<Span> = Vec::new();
         for i in chosen.iter().take(3) {
             let chunk = excerpts[*i].0;
-            if let Some(best) = spans
-                .iter()
-                .filter(|s| in_chunk(s, chunk))
-                .max_by(|a, b| support(a).total_cmp(&support(b)).then(b.start.cmp(&a.start)))
-            {
+            if let Some(best) = spans.iter().filter(|s| in_chunk(s, chunk)).max_by(|a, b| {
+                support(a)
+                    .total_cmp(&support(b))
+                    .then(b.start.cmp(&a.start))
+            }) {
                 best_spans.push(*best);
             }
         }
@@ -627,7 +674,11 @@ impl Generative {
             // No marker: the sentence that best supports the answer, then, for each number of
             // the answer it lacks, the best sentence holding that number.
             let mut ranked: Vec<&Span> = spans.iter().filter(|s| support(s) > 0.0).collect();
-            ranked.sort_by(|a, b| support(b).total_cmp(&support(a)).then(a.start.cmp(&b.start)));
+            ranked.sort_by(|a, b| {
+                support(b)
+                    .total_cmp(&support(a))
+                    .then(a.start.cmp(&b.start))
+            });
             if let Some(first) = ranked.first() {
                 best_spans.push(**first);
             }
@@ -662,7 +713,11 @@ impl Generative {
         } else {
             format!(
                 "(pp. {})",
-                pages.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+                pages
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         };
         let content = match answer.strip_suffix('.') {
@@ -686,9 +741,15 @@ mod tests {
     fn markers_are_taken_out() {
         assert_eq!(
             take_markers("The total is 2,420.00 EUR [1]. It is due March 3 [2, 3]."),
-            ("The total is 2,420.00 EUR. It is due March 3.".to_string(), vec![1, 2, 3])
+            (
+                "The total is 2,420.00 EUR. It is due March 3.".to_string(),
+                vec![1, 2, 3]
+            )
         );
-        assert_eq!(take_markers("See [Excerpt 2]"), ("See".to_string(), vec![2]));
+        assert_eq!(
+            take_markers("See [Excerpt 2]"),
+            ("See".to_string(), vec![2])
+        );
         assert_eq!(take_markers("a [b] c"), ("a [b] c".to_string(), vec![]));
     }
 
@@ -714,16 +775,41 @@ mod tests {
         let got = verify_citations(
             &index,
             vec![
-                Citation { page: 1, snippet: "Total due: 2,420.00 EUR".into(), bbox: None },
-                Citation { page: 2, snippet: "Total due: 2,420.00 EUR".into(), bbox: None },
-                Citation { page: 2, snippet: "late payments  INCUR interest".into(), bbox: None },
-                Citation { page: 9, snippet: "anything".into(), bbox: None },
-                Citation { page: 1, snippet: "Total due: 2,420.00 EUR".into(), bbox: None },
+                Citation {
+                    page: 1,
+                    snippet: "Total due: 2,420.00 EUR".into(),
+                    bbox: None,
+                },
+                Citation {
+                    page: 2,
+                    snippet: "Total due: 2,420.00 EUR".into(),
+                    bbox: None,
+                },
+                Citation {
+                    page: 2,
+                    snippet: "late payments  INCUR interest".into(),
+                    bbox: None,
+                },
+                Citation {
+                    page: 9,
+                    snippet: "anything".into(),
+                    bbox: None,
+                },
+                Citation {
+                    page: 1,
+                    snippet: "Total due: 2,420.00 EUR".into(),
+                    bbox: None,
+                },
             ],
         );
         assert_eq!(
-            got.iter().map(|c| (c.page, c.snippet.as_str())).collect::<Vec<_>>(),
-            vec![(1, "Total due: 2,420.00 EUR"), (2, "Late payments incur interest")]
+            got.iter()
+                .map(|c| (c.page, c.snippet.as_str()))
+                .collect::<Vec<_>>(),
+            vec![
+                (1, "Total due: 2,420.00 EUR"),
+                (2, "Late payments incur interest")
+            ]
         );
     }
 
@@ -744,7 +830,11 @@ mod tests {
     fn extractive_quotes_the_sentence_with_its_page() {
         let reply = ask("What interest is charged on late payments?");
         assert!(reply.found);
-        assert!(reply.content.contains("4 percent per month"), "{}", reply.content);
+        assert!(
+            reply.content.contains("4 percent per month"),
+            "{}",
+            reply.content
+        );
         assert_eq!(reply.citations.len(), 1);
         assert_eq!(reply.citations[0].page, 2);
         assert!(reply.citations[0].bbox.is_some());
@@ -764,10 +854,23 @@ mod tests {
     #[test]
     fn short_follow_ups_keep_the_subject() {
         let history = vec![
-            Turn { role: Role::User, content: "Who is the invoice billed to?".into() },
-            Turn { role: Role::Assistant, content: "Northwind Traders (p. 1).".into() },
+            Turn {
+                role: Role::User,
+                content: "Who is the invoice billed to?".into(),
+            },
+            Turn {
+                role: Role::Assistant,
+                content: "Northwind Traders (p. 1).".into(),
+            },
         ];
-        assert_eq!(retrieval_query(&history, "And where?"), "And where? Who is the invoice billed to?");
+        assert_eq!(
+            retrieval_query(&history, "And where?"),
+            "And where? Who is the invoice billed to?"
+        );
+        assert_eq!(
+            retrieval_query(&history, "When is it due?"),
+            "When is it due? Who is the invoice billed to?"
+        );
         assert_eq!(
             retrieval_query(&history, "What interest applies to late payments?"),
             "What interest applies to late payments?"

@@ -13,9 +13,9 @@ use std::collections::HashMap;
 
 use ocr_core::{BBox, BlockKind, Document};
 
+use crate::ChatError;
 use crate::embed::Embedder;
 use crate::text::terms;
-use crate::ChatError;
 
 /// A chunk stops growing at a block boundary once it has this many words...
 const MIN_WORDS: usize = 40;
@@ -123,7 +123,8 @@ impl Bm25 {
                         if f == 0.0 {
                             0.0
                         } else {
-                            idf * f * (k1 + 1.0) / (f + k1 * (1.0 - b + b * *len as f32 / self.avg_len))
+                            idf * f * (k1 + 1.0)
+                                / (f + k1 * (1.0 - b + b * *len as f32 / self.avg_len))
                         }
                     })
                     .sum()
@@ -408,7 +409,10 @@ pub(crate) mod tests {
                         (BlockKind::Header, &["ACME CORP - CONFIDENTIAL"]),
                         (BlockKind::Heading { level: 1 }, &["Invoice 2024-117"]),
                         (p, &["Bill to: Northwind Traders, 12 Harbour Road, Leith."]),
-                        (p, &["Item: 40 oak chairs at 55.00 each.", "Subtotal 2200.00"]),
+                        (
+                            p,
+                            &["Item: 40 oak chairs at 55.00 each.", "Subtotal 2200.00"],
+                        ),
                         (p, &["Total due: 2,420.00 EUR", "Due date: March 3, 2025"]),
                     ],
                 ),
@@ -460,16 +464,26 @@ pub(crate) mod tests {
         for pair in index.chunks.windows(2) {
             assert!(pair[1].start < pair[0].end, "overlap");
         }
-        assert_eq!(index.chunks.last().map(|c| c.end), Some(index.pages[0].text.len()));
+        assert_eq!(
+            index.chunks.last().map(|c| c.end),
+            Some(index.pages[0].text.len())
+        );
     }
 
     #[test]
     fn bm25_finds_the_chunk_with_the_rare_terms() {
         let index = DocIndex::build(&sample(), None).expect("index");
-        let hits = index.search("What interest is charged on late payment?", 3, None).expect("search");
+        let hits = index
+            .search("What interest is charged on late payment?", 3, None)
+            .expect("search");
         let best = &index.chunks[hits[0].chunk];
         assert_eq!(index.pages[best.page].number, 2);
         assert!(index.chunk_text(best).contains("4 percent"));
-        assert!(index.search("zebra giraffe", 3, None).expect("search").is_empty());
+        assert!(
+            index
+                .search("zebra giraffe", 3, None)
+                .expect("search")
+                .is_empty()
+        );
     }
 }

@@ -6,13 +6,51 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
-use candle_core::quantized::gguf_file;
 use candle_core::quantized::tokenizer::TokenizerFromGguf;
+use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_qwen2::ModelWeights;
 use tokenizers::Tokenizer;
 
 use crate::ChatError;
+
+fn is_slow(dtype: GgmlDType) -> bool {
+    matches!(dtype, GgmlDType::Q5_0 | GgmlDType::Q5_1 | GgmlDType::Q4_1)
+}
+
+/// The GGUF file again, in memory, with its slow tensors as Q8_0.
+fn transcode<R: std::io::Read + std::io::Seek>(
+    content: &gguf_file::Content,
+    reader: &mut R,
+) -> candle_core::Result<Vec<u8>> {
+    let device = Device::Cpu;
+    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+    names.sort();
+    let mut tensors = Vec::with_capacity(names.len());
+    for name in &names {
+        let t = content.tensor(reader, name, &device)?;
+        let t = if is_slow(t.dtype()) {
+            QTensor::quantize(&t.dequantize(&device)?, GgmlDType::Q8_0)?
+        } else {
+            t
+        };
+        tensors.push(t);
+    }
+    let mut keys: Vec<&String> = content.metadata.keys().collect();
+    keys.sort();
+    let metadata: Vec<(&str, &gguf_file::Value)> = keys
+        .iter()
+        .map(|k| (k.as_str(), &content.metadata[*k]))
+        .collect();
+    let named: Vec<(&str, &QTensor)> = names
+        .iter()
+        .map(|n| n.as_str())
+        .zip(tensors.iter())
+        .collect();
+    let mut out = std::io::Cursor::new(Vec::new());
+    gguf_file::write(&mut out, &metadata, &named)?;
+    Ok(out.into_inner())
+}
 
 /// One message of a chat prompt.
 #[derive(Debug, Clone, Copy)]
@@ -33,7 +71,9 @@ pub struct Llm {
 
 impl std::fmt::Debug for Llm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Llm").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Llm")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -46,12 +86,34 @@ pub struct Generation {
 }
 
 impl Llm {
-    /// Loads a Qwen2 GGUF file.
+    /// Loads a Qwen2 GGUF file. Tensors in a quantisation candle has no SIMD kernel for on this
+    /// CPU (Q5_0, Q5_1, Q4_1: plain scalar loops, about four times slower) are converted to Q8_0
+    /// while loading; the file on disk is left as it is.
     pub fn load(path: &Path) -> Result<Self, ChatError> {
-        let model_error = |e: candle_core::Error| ChatError::Model(format!("{}: {e}", path.display()));
-        let file = File::open(path).map_err(|e| ChatError::Model(format!("{}: {e}", path.display())))?;
+        let model_error =
+            |e: candle_core::Error| ChatError::Model(format!("{}: {e}", path.display()));
+        let file =
+            File::open(path).map_err(|e| ChatError::Model(format!("{}: {e}", path.display())))?;
         let mut reader = BufReader::new(file);
         let content = gguf_file::Content::read(&mut reader).map_err(model_error)?;
+        let slow = content.tensor_infos.values().any(|t| is_slow(t.ggml_dtype));
+        if slow {
+            let bytes = transcode(&content, &mut reader).map_err(model_error)?;
+            drop(content);
+            let mut cursor = std::io::Cursor::new(bytes);
+            let content = gguf_file::Content::read(&mut cursor).map_err(model_error)?;
+            return Self::from_content(path, content, &mut cursor);
+        }
+        Self::from_content(path, content, &mut reader)
+    }
+
+    fn from_content<R: std::io::Read + std::io::Seek>(
+        path: &Path,
+        content: gguf_file::Content,
+        reader: &mut R,
+    ) -> Result<Self, ChatError> {
+        let model_error =
+            |e: candle_core::Error| ChatError::Model(format!("{}: {e}", path.display()));
         let name = content
             .metadata
             .get("general.name")
@@ -81,10 +143,13 @@ impl Llm {
             .filter_map(|t| tokenizer.token_to_id(t))
             .collect();
         if stop.is_empty() {
-            return Err(ChatError::Model(format!("{}: no end-of-turn token", path.display())));
+            return Err(ChatError::Model(format!(
+                "{}: no end-of-turn token",
+                path.display()
+            )));
         }
         let device = Device::Cpu;
-        let model = ModelWeights::from_gguf(content, &mut reader, &device).map_err(model_error)?;
+        let model = ModelWeights::from_gguf(content, reader, &device).map_err(model_error)?;
         Ok(Self {
             model,
             tokenizer,
@@ -151,10 +216,7 @@ impl Llm {
         let mut shown = 0usize;
         let mut text = String::new();
         for step in 0..max_tokens {
-            let next = logits
-                .squeeze(0)?
-                .argmax(0)?
-                .to_scalar::<u32>()?;
+            let next = logits.squeeze(0)?.argmax(0)?.to_scalar::<u32>()?;
             if self.stop.contains(&next) {
                 break;
             }
@@ -172,7 +234,9 @@ impl Llm {
                 break;
             }
             let input = Tensor::new(&[next], &self.device)?.unsqueeze(0)?;
-            logits = self.model.forward(&input, ids.len() + generated.len() - 1)?;
+            logits = self
+                .model
+                .forward(&input, ids.len() + generated.len() - 1)?;
         }
         self.model.clear_kv_cache();
         Ok(Generation {

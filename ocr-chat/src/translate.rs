@@ -2,11 +2,11 @@
 //! structure (pages, headings, paragraphs, list items, their boxes) survives and every exporter
 //! can write the translation as it writes the original.
 
-use ocr_core::{Block, Document, Line};
+use ocr_core::{Block, Document, Line, Page};
 
+use crate::ChatError;
 use crate::answer::Generative;
 use crate::llm::Message;
-use crate::ChatError;
 
 /// Target languages the shipped Qwen2.5 models translate into, by code.
 pub const LANGUAGES: &[(&str, &str)] = &[
@@ -51,38 +51,51 @@ pub fn translate_document(
     target: &str,
     on_page: &mut dyn FnMut(usize),
 ) -> Result<Document, ChatError> {
+    let mut out = Document {
+        pages: Vec::with_capacity(doc.pages.len()),
+    };
+    for page in &doc.pages {
+        out.pages.push(translate_page(model, page, target)?);
+        on_page(page.index);
+    }
+    Ok(out)
+}
+
+/// One page translated (see [`translate_document`]); a failed page stays as it is.
+pub fn translate_page(model: &Generative, page: &Page, target: &str) -> Result<Page, ChatError> {
     let language = language_name(target).ok_or_else(|| {
         ChatError::Unsupported(format!(
             "cannot translate into `{target}`; supported: {}",
             supported_codes().join(", ")
         ))
     })?;
-    let mut out = doc.clone();
-    for page in &mut out.pages {
-        for block in &mut page.blocks {
-            if block.table.is_some() {
-                continue;
-            }
-            translate_block(model, block, language)?;
-        }
-        page.language = Some(target.to_ascii_lowercase());
-        on_page(page.index);
+    let mut out = page.clone();
+    if out.is_failed() {
+        return Ok(out);
     }
+    for block in &mut out.blocks {
+        if block.table.is_some() {
+            continue;
+        }
+        translate_block(model, block, language)?;
+    }
+    out.language = Some(target.trim().to_ascii_lowercase());
     Ok(out)
 }
 
 fn translate_block(model: &Generative, block: &mut Block, language: &str) -> Result<(), ChatError> {
     let lines: Vec<&Line> = block.lines.iter().collect();
-    if !lines.iter().any(|l| l.text.chars().any(char::is_alphabetic)) {
+    if !lines
+        .iter()
+        .any(|l| l.text.chars().any(char::is_alphabetic))
+    {
         return Ok(());
     }
     // Groups of whole lines within the size limit.
     let mut groups: Vec<Vec<&Line>> = vec![Vec::new()];
     let mut size = 0;
     for line in lines {
-        if size + line.text.len() > MAX_CHARS
-            && groups.last().is_some_and(|g| !g.is_empty())
-        {
+        if size + line.text.len() > MAX_CHARS && groups.last().is_some_and(|g| !g.is_empty()) {
             groups.push(Vec::new());
             size = 0;
         }
@@ -93,12 +106,17 @@ fn translate_block(model: &Generative, block: &mut Block, language: &str) -> Res
     }
     let mut translated: Vec<Line> = Vec::new();
     for group in groups {
-        let source = group.iter().map(|l| l.text.as_str()).collect::<Vec<_>>().join("\n");
+        let source = group
+            .iter()
+            .map(|l| l.text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
         let text = translate_text(model, &source, language)?;
         let new_lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         let same_shape = new_lines.len() == group.len();
         let bbox = ocr_core::BBox::enclosing(group.iter().map(|l| &l.bbox)).unwrap_or(block.bbox);
-        let confidence = group.iter().map(|l| l.confidence).sum::<f32>() / group.len().max(1) as f32;
+        let confidence =
+            group.iter().map(|l| l.confidence).sum::<f32>() / group.len().max(1) as f32;
         for (i, t) in new_lines.iter().enumerate() {
             translated.push(Line {
                 text: t.trim().to_string(),

@@ -20,10 +20,11 @@ use ocr_formats::{ExportOptions, Format, JobMeta};
 
 use crate::auth::{self, Caller, Plan};
 use crate::clock;
-use crate::db::{JobRow, NewJob, now_ms};
+use crate::db::{JobRow, MessageRow, NewJob, now_ms};
 use crate::error::ApiError;
 use crate::jobs::{self, RunResult};
 use crate::state::SharedState;
+use ocr_chat::{Role, Turn};
 
 /// The tools `tool=` accepts.
 const TOOLS: [&str; 3] = ["extract-tables", "handwriting-to-text", "translate"];
@@ -262,18 +263,36 @@ async fn submit(
         }
     }
     let tool = form.tool.as_deref().map(str::to_ascii_lowercase);
+    let mut translate_to = None;
     match tool.as_deref() {
         None | Some("extract-tables") => {}
-        Some("translate") if form.translate_to.is_none() => {
-            return Err(ApiError::bad_request(
-                "tool translate needs translate_to, the target language code",
-            ));
+        Some("translate") => {
+            let Some(target) = form.translate_to.as_deref() else {
+                return Err(ApiError::bad_request(
+                    "tool translate needs translate_to, the target language code",
+                ));
+            };
+            let code = target.trim().to_ascii_lowercase();
+            if ocr_chat::translate::language_name(&code).is_none() {
+                return Err(ApiError::bad_request(format!(
+                    "cannot translate into {target:?}: unsupported target language"
+                ))
+                .with("supported", ocr_chat::translate::supported_codes()));
+            }
+            if state.chat.generative().is_none() {
+                return Err(ApiError::bad_request(
+                    "tool translate needs the language model, which is not installed on this \
+                     server",
+                )
+                .with("available", vec!["extract-tables"]));
+            }
+            translate_to = Some(code);
         }
-        Some(t @ ("translate" | "handwriting-to-text")) => {
+        Some(t @ "handwriting-to-text") => {
             return Err(ApiError::bad_request(format!(
-                "tool {t} is not available on this server yet"
+                "tool {t} needs the vlm tier, which is not available on this server"
             ))
-            .with("available", vec!["extract-tables"]));
+            .with("available", vec!["extract-tables", "translate"]));
         }
         Some(other) => {
             return Err(ApiError::bad_request(format!("unknown tool {other:?}"))
@@ -312,7 +331,8 @@ async fn submit(
         .with("pages", page_count)
         .with("max_pages", allowance.max_pages));
     }
-    let inline = page_count <= state.config.inline_pages;
+    // Translation takes the language model seconds per block: translated jobs always queue.
+    let inline = page_count <= state.config.inline_pages && translate_to.is_none();
     if !inline && state.db.queue_depth().await? >= state.config.queue_capacity as i64 {
         return Err(ApiError::unavailable(
             "the job queue is full; try again later",
@@ -332,6 +352,7 @@ async fn submit(
         tier,
         language,
         tool,
+        translate_to,
         page_count: page_count as i64,
         priority: allowance.priority,
         inline_lease: inline.then(|| lease_id.clone()),
@@ -493,7 +514,15 @@ async fn render(
 
 async fn job_json(state: &SharedState, job: &JobRow) -> Result<Response, ApiError> {
     let document = document(state, job).await?;
-    let body = render(state, job, document, Format::Json).await?;
+    let mut body = render(state, job, document, Format::Json).await?;
+    if let Some(translation) = translation_json(state, job).await? {
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&body).map_err(anyhow::Error::from)?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert("translation".into(), translation);
+        }
+        body = serde_json::to_vec(&value).map_err(anyhow::Error::from)?;
+    }
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -502,6 +531,59 @@ async fn job_json(state: &SharedState, job: &JobRow) -> Result<Response, ApiErro
         body,
     )
         .into_response())
+}
+
+/// The translated document of a `translate` job, if it has one.
+async fn translated_document(
+    state: &SharedState,
+    job: &JobRow,
+) -> Result<Option<(String, Document)>, ApiError> {
+    if job.translate_to.is_none() {
+        return Ok(None);
+    }
+    let Some((language, json)) = state.db.translation(&job.uuid).await? else {
+        return Ok(None);
+    };
+    let document: Document = serde_json::from_str(&json).map_err(anyhow::Error::from)?;
+    Ok(Some((language, document)))
+}
+
+/// *Beyond*: `translation` in the job JSON: `{language, text, markdown, pages: [{index, text,
+/// markdown}]}`, the document's text and Markdown in the target language.
+async fn translation_json(
+    state: &SharedState,
+    job: &JobRow,
+) -> Result<Option<serde_json::Value>, ApiError> {
+    let Some((language, document)) = translated_document(state, job).await? else {
+        return Ok(None);
+    };
+    let value = tokio::task::spawn_blocking(move || -> anyhow::Result<serde_json::Value> {
+        let text_of = |doc: &Document, format: Format| -> anyhow::Result<String> {
+            let mut out = Vec::new();
+            ocr_formats::export(doc, format, &ExportOptions::default(), &mut out)?;
+            Ok(String::from_utf8_lossy(&out).into_owned())
+        };
+        let mut pages = Vec::new();
+        for page in &document.pages {
+            let one = Document {
+                pages: vec![page.clone()],
+            };
+            pages.push(serde_json::json!({
+                "index": page.index,
+                "text": page.text(),
+                "markdown": text_of(&one, Format::Md)?,
+            }));
+        }
+        Ok(serde_json::json!({
+            "language": language,
+            "text": text_of(&document, Format::Txt)?,
+            "markdown": text_of(&document, Format::Md)?,
+            "pages": pages,
+        }))
+    })
+    .await
+    .map_err(anyhow::Error::from)??;
+    Ok(Some(value))
 }
 
 async fn status(
@@ -531,6 +613,37 @@ async fn download(
             ApiError::new(StatusCode::CONFLICT, format!("the job is {}", job.status))
                 .with("status", job.status),
         );
+    }
+    let translated = auth::query_param(uri.query(), "translated")
+        .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
+    if translated {
+        if !matches!(
+            format,
+            Format::Txt | Format::Md | Format::Docx | Format::Json
+        ) {
+            return Err(ApiError::bad_request(
+                "a translation downloads as txt, md, docx or json",
+            ));
+        }
+        let Some((language, document)) = translated_document(&state, &job).await? else {
+            return Err(ApiError::bad_request(
+                "this job has no translation: submit it with tool=translate and translate_to",
+            ));
+        };
+        let body = render(&state, &job, Some(document), format).await?;
+        let disposition = format!(
+            "attachment; filename=\"{}.{language}.{}\"",
+            job.uuid,
+            format.file_suffix()
+        );
+        return Ok((
+            [
+                (header::CONTENT_TYPE, format.content_type().to_string()),
+                (header::CONTENT_DISPOSITION, disposition),
+            ],
+            body,
+        )
+            .into_response());
     }
     let document = document(&state, &job).await?;
     if document.is_none() {
@@ -565,15 +678,19 @@ async fn download(
         .into_response())
 }
 
-/// The chat routes check what the API says (account token, the job, its status, the message);
-/// answering arrives with the chat engine.
-async fn chat_checks(state: &SharedState, caller: &Caller, uuid: &str) -> Result<JobRow, ApiError> {
-    if caller.account_id().is_none() {
+/// The chat routes' common checks: an account token (anonymous `401`), a job the account may
+/// see (`404`), finished (`409`).
+async fn chat_checks(
+    state: &SharedState,
+    caller: &Caller,
+    uuid: &str,
+) -> Result<(JobRow, String), ApiError> {
+    let Some(account) = caller.account_id().map(str::to_string) else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "chat needs an account token",
         ));
-    }
+    };
     let job = visible_job(state, caller, uuid).await?;
     if job.status != "done" {
         return Err(
@@ -581,26 +698,229 @@ async fn chat_checks(state: &SharedState, caller: &Caller, uuid: &str) -> Result
                 .with("status", job.status),
         );
     }
-    Ok(job)
+    Ok((job, account))
+}
+
+/// One conversation per job and account: its id is derived from both.
+fn conversation_id(job: &str, account: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{job}:{account}").as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+fn message_json(row: &MessageRow) -> serde_json::Value {
+    let citations: serde_json::Value =
+        serde_json::from_str(&row.citations).unwrap_or_else(|_| serde_json::json!([]));
+    serde_json::json!({
+        "role": row.role,
+        "content": row.content,
+        "citations": citations,
+        "created_at": clock::rfc3339(row.created_at),
+    })
 }
 
 async fn chat(
     State(state): State<SharedState>,
     Path(uuid): Path<String>,
     caller: Caller,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    chat_checks(&state, &caller, &uuid).await?;
+    let (job, account) = chat_checks(&state, &caller, &uuid).await?;
     let message = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.get("message")?.as_str().map(str::to_string))
         .unwrap_or_default();
-    if message.trim().is_empty() {
+    let message = message.trim().to_string();
+    if message.is_empty() {
         return Err(ApiError::bad_request(
             "send {\"message\": \"…\"} with a question",
         ));
     }
-    Err(not_yet())
+    if message.chars().count() > state.config.chat.max_message_chars {
+        return Err(ApiError::bad_request(format!(
+            "the message is too long: at most {} characters",
+            state.config.chat.max_message_chars
+        )));
+    }
+    let Ok(waiting) = state.chat.waiting.clone().try_acquire_owned() else {
+        return Err(ApiError::unavailable(
+            "too many questions are waiting; try again shortly",
+            10,
+        ));
+    };
+    let rows = state.db.messages(&job.uuid, &account).await?;
+    let keep = state.config.chat.history_turns;
+    let history: Vec<Turn> = rows
+        .iter()
+        .skip(rows.len().saturating_sub(keep))
+        .map(|r| Turn {
+            role: if r.role == "user" {
+                Role::User
+            } else {
+                Role::Assistant
+            },
+            content: r.content.clone(),
+        })
+        .collect();
+    let Some(document) = document(&state, &job).await? else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "the job has no recognised text",
+        ));
+    };
+    let conversation = conversation_id(&job.uuid, &account);
+    let stream = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    let question = Turn {
+        role: Role::User,
+        content: message,
+    };
+    let (events, receiver) = tokio::sync::mpsc::unbounded_channel::<ChatEvent>();
+    let task_state = state.clone();
+    let task_conversation = conversation.clone();
+    // The answer is produced and stored in a task of its own: a client that hangs up does not
+    // lose the turn.
+    let task = tokio::spawn(async move {
+        let _waiting = waiting;
+        let outcome = answer(
+            &task_state,
+            &job,
+            &account,
+            document,
+            history,
+            question,
+            events.clone(),
+        )
+        .await;
+        let _ = match outcome {
+            Ok(reply) => events.send(ChatEvent::Done(serde_json::json!({
+                "conversation": task_conversation,
+                "answerer": task_state.chat.info.answerer,
+                "message": {
+                    "role": "assistant",
+                    "content": reply.content,
+                    "citations": reply.citations,
+                },
+            }))),
+            Err(e) => events.send(ChatEvent::Failed(e)),
+        };
+    });
+    if stream {
+        return Ok(sse(receiver).into_response());
+    }
+    let _ = task.await;
+    let mut receiver = receiver;
+    while let Some(event) = receiver.recv().await {
+        match event {
+            ChatEvent::Delta(_) => {}
+            ChatEvent::Done(value) => return Ok(axum::Json(value).into_response()),
+            ChatEvent::Failed(e) => return Err(e),
+        }
+    }
+    Err(ApiError::from(anyhow::anyhow!("the answer was lost")))
+}
+
+/// What the answering task tells the request.
+enum ChatEvent {
+    Delta(String),
+    Done(serde_json::Value),
+    Failed(ApiError),
+}
+
+/// Server-sent events: `delta` events with text as it is generated, then one `message` event
+/// with the final reply (the same JSON as without streaming), or an `error` event.
+fn sse(receiver: tokio::sync::mpsc::UnboundedReceiver<ChatEvent>) -> impl IntoResponse {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let event = match receiver.recv().await? {
+            ChatEvent::Delta(text) => Event::default()
+                .event("delta")
+                .json_data(serde_json::json!({ "text": text })),
+            ChatEvent::Done(value) => Event::default().event("message").json_data(value),
+            ChatEvent::Failed(e) => Event::default()
+                .event("error")
+                .json_data(serde_json::json!({ "error": e.message })),
+        };
+        let event = event.unwrap_or_else(|_| Event::default().event("error").data("{}"));
+        Some((Ok::<_, std::convert::Infallible>(event), receiver))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// Indexes the document (cached), answers on a blocking thread holding the model slot, and
+/// stores the question with its answer.
+async fn answer(
+    state: &SharedState,
+    job: &JobRow,
+    account: &str,
+    document: Document,
+    history: Vec<Turn>,
+    question: Turn,
+    events: tokio::sync::mpsc::UnboundedSender<ChatEvent>,
+) -> Result<ocr_chat::Reply, ApiError> {
+    let asked_at = now_ms();
+    let slot = state
+        .chat
+        .model_slot
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(anyhow::Error::from)?;
+    let chat = state.chat.clone();
+    let uuid = job.uuid.clone();
+    let text = question.content.clone();
+    let started = Instant::now();
+    let reply = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        let index = chat.index(&uuid, &document)?;
+        chat.answerer()
+            .answer(&index, chat.embedder(), &history, &text, &mut |delta| {
+                let _ = events.send(ChatEvent::Delta(delta.to_string()));
+            })
+    })
+    .await
+    .map_err(anyhow::Error::from)?
+    .map_err(|e| {
+        tracing::error!(job = %job.uuid, error = %e, "answering failed");
+        ApiError::from(anyhow::Error::from(e))
+    })?;
+    state
+        .metrics
+        .stage("chat_answer", started.elapsed().as_secs_f64());
+    let citations = serde_json::to_string(&reply.citations).map_err(anyhow::Error::from)?;
+    state
+        .db
+        .add_exchange(
+            &job.uuid,
+            account,
+            [
+                &MessageRow {
+                    role: "user".into(),
+                    content: question.content,
+                    citations: "[]".into(),
+                    created_at: asked_at,
+                },
+                &MessageRow {
+                    role: "assistant".into(),
+                    content: reply.content.clone(),
+                    citations,
+                    created_at: now_ms(),
+                },
+            ],
+        )
+        .await?;
+    tracing::info!(
+        job = %job.uuid,
+        answerer = state.chat.info.answerer,
+        found = reply.found,
+        citations = reply.citations.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "chat answered"
+    );
+    Ok(reply)
 }
 
 async fn chat_history(
@@ -608,15 +928,13 @@ async fn chat_history(
     Path(uuid): Path<String>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    chat_checks(&state, &caller, &uuid).await?;
-    Err(not_yet())
-}
-
-fn not_yet() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "chat is not available on this server yet",
-    )
+    let (job, account) = chat_checks(&state, &caller, &uuid).await?;
+    let rows = state.db.messages(&job.uuid, &account).await?;
+    Ok(axum::Json(serde_json::json!({
+        "conversation": conversation_id(&job.uuid, &account),
+        "messages": rows.iter().map(message_json).collect::<Vec<_>>(),
+    }))
+    .into_response())
 }
 
 async fn healthz(State(state): State<SharedState>) -> Response {
@@ -637,6 +955,7 @@ async fn healthz(State(state): State<SharedState>) -> Response {
         "database_ok": ok,
         "engine": state.engine_name,
         "queue_depth": queue,
+        "chat": state.chat.info,
         "stopping": state.is_stopping(),
     });
     let code = if ok && !state.is_stopping() {

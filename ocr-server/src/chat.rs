@@ -98,7 +98,9 @@ pub struct ChatService {
 
 impl std::fmt::Debug for ChatService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChatService").field("info", &self.info).finish_non_exhaustive()
+        f.debug_struct("ChatService")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
     }
 }
 
@@ -175,34 +177,37 @@ impl ChatService {
                 .map_err(|e| problems.push(e))
                 .ok()
                 .and_then(|dir| match Embedder::load(&dir) {
-                Ok(e) => Some(Arc::new(e)),
-                Err(e) => {
-                    problems.push(format!("all-minilm-l6-v2: {e}"));
-                    None
-                }
-            })
+                    Ok(e) => Some(Arc::new(e)),
+                    Err(e) => {
+                        problems.push(format!("all-minilm-l6-v2: {e}"));
+                        None
+                    }
+                })
         } else {
             None
         };
         let generative = match LlmChoice::parse(&config.llm) {
-            Some(choice) => get(choice.spec()).map_err(|e| problems.push(e)).ok().and_then(|dir| {
-                let started = Instant::now();
-                match Llm::load(&dir.join("model.gguf")) {
-                    Ok(llm) => {
-                        tracing::info!(
-                            model = choice.name(),
-                            gguf_name = llm.name(),
-                            seconds = started.elapsed().as_secs_f64(),
-                            "language model loaded"
-                        );
-                        Some(Arc::new(Generative::new(llm, choice.name())))
+            Some(choice) => get(choice.spec())
+                .map_err(|e| problems.push(e))
+                .ok()
+                .and_then(|dir| {
+                    let started = Instant::now();
+                    match Llm::load(&dir.join("model.gguf")) {
+                        Ok(llm) => {
+                            tracing::info!(
+                                model = choice.name(),
+                                gguf_name = llm.name(),
+                                seconds = started.elapsed().as_secs_f64(),
+                                "language model loaded"
+                            );
+                            Some(Arc::new(Generative::new(llm, choice.name())))
+                        }
+                        Err(e) => {
+                            problems.push(format!("{}: {e}", choice.name()));
+                            None
+                        }
                     }
-                    Err(e) => {
-                        problems.push(format!("{}: {e}", choice.name()));
-                        None
-                    }
-                }
-            }),
+                }),
             None => None,
         };
         for p in &problems {
@@ -234,7 +239,11 @@ impl ChatService {
     }
 
     /// The index of a job's document: from the cache, or built (blocking) and cached.
-    pub fn index(&self, uuid: &str, document: &Document) -> Result<Arc<DocIndex>, ocr_chat::ChatError> {
+    pub fn index(
+        &self,
+        uuid: &str,
+        document: &Document,
+    ) -> Result<Arc<DocIndex>, ocr_chat::ChatError> {
         if let Some(found) = self.cached(uuid) {
             return Ok(found);
         }

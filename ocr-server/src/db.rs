@@ -98,6 +98,21 @@ CREATE TABLE IF NOT EXISTS results (
     document TEXT NOT NULL,
     pdf {blob}
 );
+CREATE TABLE IF NOT EXISTS translations (
+    uuid TEXT PRIMARY KEY,
+    language TEXT NOT NULL,
+    document TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id {serial},
+    job_uuid TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    citations TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_conversation ON messages (job_uuid, account_id, id);
 ";
 
 /// A job as stored.
@@ -125,11 +140,13 @@ pub struct JobRow {
     pub finished_at: Option<i64>,
     pub lease_id: Option<String>,
     pub attempts: i64,
+    /// The `translate` tool's target language.
+    pub translate_to: Option<String>,
 }
 
 const JOB_COLUMNS: &str = "uuid, account_id, subject, period, reserved, cost_per_page, charged, \
     status, tier, language, tool, page_count, progress, priority, inline_job, error, \
-    mean_confidence, created_at, started_at, finished_at, lease_id, attempts";
+    mean_confidence, created_at, started_at, finished_at, lease_id, attempts, translate_to";
 
 impl JobRow {
     fn from_row(r: &AnyRow) -> sqlx::Result<JobRow> {
@@ -156,6 +173,7 @@ impl JobRow {
             finished_at: r.try_get("finished_at")?,
             lease_id: r.try_get("lease_id")?,
             attempts: r.try_get("attempts")?,
+            translate_to: r.try_get("translate_to")?,
         })
     }
 }
@@ -172,6 +190,7 @@ pub struct NewJob {
     pub tier: String,
     pub language: String,
     pub tool: Option<String>,
+    pub translate_to: Option<String>,
     pub page_count: i64,
     pub priority: i64,
     /// Read inside the request: inserted already claimed under `lease`.
@@ -189,6 +208,18 @@ pub struct Outcome {
     /// The document as JSON and the searchable PDF; `None` for a job that produced nothing.
     pub document: Option<String>,
     pub pdf: Option<Vec<u8>>,
+    /// The `translate` tool's result: the language code and the translated document as JSON.
+    pub translation: Option<(String, String)>,
+}
+
+/// One stored turn of a conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageRow {
+    pub role: String,
+    pub content: String,
+    /// The citations as JSON (an array).
+    pub citations: String,
+    pub created_at: i64,
 }
 
 /// An account as stored.
@@ -277,6 +308,31 @@ impl Db {
                 .execute(&mut *tx)
                 .await
                 .with_context(|| format!("creating the schema: {statement}"))?;
+        }
+        // Columns added after the first release, for databases created before them.
+        let has_translate_to = match self.backend {
+            Backend::Sqlite => sqlx::query(
+                "SELECT COUNT(*) AS n FROM pragma_table_info('jobs') WHERE name = 'translate_to'",
+            )
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get::<i64, _>("n")?
+                > 0,
+            Backend::Postgres => {
+                sqlx::query(
+                    "SELECT COUNT(*) AS n FROM information_schema.columns \
+                     WHERE table_name = 'jobs' AND column_name = 'translate_to'",
+                )
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get::<i64, _>("n")?
+                    > 0
+            }
+        };
+        if !has_translate_to {
+            sqlx::query("ALTER TABLE jobs ADD COLUMN translate_to TEXT")
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -612,6 +668,14 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
         }
+        if let Some((language, document)) = &outcome.translation {
+            sqlx::query("INSERT INTO translations (uuid, language, document) VALUES ($1, $2, $3)")
+                .bind(&job.uuid)
+                .bind(language)
+                .bind(document)
+                .execute(&mut *tx)
+                .await?;
+        }
         if refund > 0 {
             let reason = if outcome.status == "failed" {
                 "job failed"
@@ -665,18 +729,85 @@ impl Db {
     /// Deletes jobs (and their results) that finished before `cutoff_ms`; returns how many.
     pub async fn expire(&self, cutoff_ms: i64) -> anyhow::Result<u64> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        for statement in [
             "DELETE FROM results WHERE uuid IN (SELECT uuid FROM jobs WHERE finished_at < $1)",
-        )
-        .bind(cutoff_ms)
-        .execute(&mut *tx)
-        .await?;
+            "DELETE FROM translations WHERE uuid IN (SELECT uuid FROM jobs WHERE finished_at < $1)",
+            "DELETE FROM messages WHERE job_uuid IN (SELECT uuid FROM jobs WHERE finished_at < $1)",
+        ] {
+            sqlx::query(statement)
+                .bind(cutoff_ms)
+                .execute(&mut *tx)
+                .await?;
+        }
         let r = sqlx::query("DELETE FROM jobs WHERE finished_at < $1")
             .bind(cutoff_ms)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
         Ok(r.rows_affected())
+    }
+
+    /// The translation of a job's document: its language and the document as JSON.
+    pub async fn translation(&self, uuid: &str) -> anyhow::Result<Option<(String, String)>> {
+        let row = sqlx::query("SELECT language, document FROM translations WHERE uuid = $1")
+            .bind(uuid)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| -> sqlx::Result<_> { Ok((r.try_get("language")?, r.try_get("document")?)) })
+            .transpose()?)
+    }
+
+    /// The conversation of an account about a job, oldest turn first.
+    pub async fn messages(
+        &self,
+        job_uuid: &str,
+        account_id: &str,
+    ) -> anyhow::Result<Vec<MessageRow>> {
+        let rows = sqlx::query(
+            "SELECT role, content, citations, created_at FROM messages \
+             WHERE job_uuid = $1 AND account_id = $2 ORDER BY id",
+        )
+        .bind(job_uuid)
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(MessageRow {
+                    role: r.try_get("role")?,
+                    content: r.try_get("content")?,
+                    citations: r.try_get("citations")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Appends a question and its answer to a conversation, together.
+    pub async fn add_exchange(
+        &self,
+        job_uuid: &str,
+        account_id: &str,
+        turns: [&MessageRow; 2],
+    ) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for turn in turns {
+            sqlx::query(
+                "INSERT INTO messages (job_uuid, account_id, role, content, citations, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(job_uuid)
+            .bind(account_id)
+            .bind(&turn.role)
+            .bind(&turn.content)
+            .bind(&turn.citations)
+            .bind(turn.created_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// SQLite: moves the write-ahead log into the database file and truncates it, so no old
@@ -709,8 +840,9 @@ async fn insert_job(
     sqlx::query(
         "INSERT INTO jobs (uuid, account_id, subject, period, reserved, cost_per_page, \
          status, tier, language, tool, page_count, priority, inline_job, created_at, \
-         started_at, lease_id, lease_until, attempts) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+         started_at, lease_id, lease_until, attempts, translate_to) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+         $19)",
     )
     .bind(&job.uuid)
     .bind(&job.account_id)
@@ -730,6 +862,7 @@ async fn insert_job(
     .bind(&job.inline_lease)
     .bind(lease_until)
     .bind(i64::from(job.inline_lease.is_some()))
+    .bind(&job.translate_to)
     .execute(&mut **tx)
     .await?;
     Ok(())

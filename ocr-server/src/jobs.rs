@@ -75,6 +75,7 @@ fn failed(job: &JobRow, reason: String) -> Outcome {
         mean_confidence: None,
         document: None,
         pdf: None,
+        translation: None,
     }
 }
 
@@ -165,6 +166,21 @@ async fn read_pages(
         format!("no page could be read: {reason}")
     });
     let mean_confidence = document.mean_confidence().map(f64::from);
+    let mut error = error;
+    let mut translation = None;
+    if let Some(target) = job.translate_to.as_deref().filter(|_| !all_failed) {
+        match translate(state, job, &document, target, stoppable, lost).await {
+            Ok(Some(translated)) => match serde_json::to_string(&sanitize(translated)) {
+                Ok(json) => translation = Some((target.to_string(), json)),
+                Err(e) => error = Some(format!("translation failed: {e}")),
+            },
+            Ok(None) => return RunResult::Abandoned,
+            Err(e) => {
+                tracing::warn!(job = %job.uuid, error = %e, "translation failed");
+                error = Some(format!("translation failed: {e}"));
+            }
+        }
+    }
     let json = match serde_json::to_string(&sanitize(document)) {
         Ok(json) => json,
         Err(e) => {
@@ -179,7 +195,44 @@ async fn read_pages(
         mean_confidence,
         document: Some(json),
         pdf,
+        translation,
     })
+}
+
+/// The document translated page by page with the chat's language model, holding its slot for
+/// each page. `Ok(None)`: the job was given up (lease lost, or stopping for a queued job).
+async fn translate(
+    state: &SharedState,
+    job: &JobRow,
+    document: &Document,
+    target: &str,
+    stoppable: bool,
+    lost: &AtomicBool,
+) -> anyhow::Result<Option<Document>> {
+    let Some(model) = state.chat.generative().cloned() else {
+        anyhow::bail!("no language model is installed on this server");
+    };
+    let started = Instant::now();
+    let mut pages = Vec::with_capacity(document.pages.len());
+    for page in &document.pages {
+        if lost.load(Ordering::SeqCst) || (stoppable && state.is_stopping()) {
+            return Ok(None);
+        }
+        let _slot = state.chat.model_slot.clone().acquire_owned().await?;
+        let model = model.clone();
+        let page = page.clone();
+        let target = target.to_string();
+        let translated = tokio::task::spawn_blocking(move || {
+            ocr_chat::translate::translate_page(&model, &page, &target)
+        })
+        .await??;
+        pages.push(translated);
+    }
+    state
+        .metrics
+        .stage("translate", started.elapsed().as_secs_f64());
+    tracing::info!(job = %job.uuid, target, pages = pages.len(), "translated");
+    Ok(Some(Document { pages }))
 }
 
 /// One page on a blocking thread, holding an engine slot; a page over the time limit fails

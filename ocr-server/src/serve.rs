@@ -9,8 +9,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::sync::watch;
 
-use crate::chat::ChatService;
 use crate::api;
+use crate::chat::ChatService;
 use crate::config::Config;
 use crate::db::{Db, redact};
 use crate::jobs;
@@ -85,14 +85,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let chat = tokio::task::spawn_blocking(move || ChatService::load(&chat_config)).await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let state = Arc::new(AppState::new(
-        config.clone(),
-        db.clone(),
-        engine,
-        engine_name,
-        stop_rx,
-    )
-    .with_chat(Arc::new(chat)));
+    let state = Arc::new(
+        AppState::new(config.clone(), db.clone(), engine, engine_name, stop_rx)
+            .with_chat(Arc::new(chat)),
+    );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;

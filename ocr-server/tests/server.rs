@@ -463,7 +463,7 @@ async fn tokens_and_ownership() {
         s.get(None, "/api/v1/ocr/nope/").await.0,
         StatusCode::NOT_FOUND
     );
-    // Chat needs an account, checks the job, then says it is not there yet.
+    // Chat needs an account and checks the message (answers: `chat_*` tests).
     let chat = |token: Option<&str>, body: &str| {
         let mut r = Request::post(format!("/api/v1/chat/{uuid}/"))
             .header("content-type", "application/json");
@@ -481,8 +481,8 @@ async fn tokens_and_ownership() {
         StatusCode::BAD_REQUEST
     );
     assert_eq!(
-        s.call(chat(Some(&alice), "{\"message\":\"hi\"}")).await.0,
-        StatusCode::NOT_IMPLEMENTED
+        s.call(chat(Some(&alice), "{\"message\":\"  \"}")).await.0,
+        StatusCode::BAD_REQUEST
     );
 }
 
@@ -878,4 +878,269 @@ async fn page_and_time_limits() {
     );
     let uuid = job["uuid"].as_str().unwrap();
     assert_eq!(s.state.db.ledger_total(uuid).await.unwrap(), 0);
+}
+
+fn chat_request(token: Option<&str>, uuid: &str, message: &str, stream: bool) -> Request<Body> {
+    let mut r =
+        Request::post(format!("/api/v1/chat/{uuid}/")).header("content-type", "application/json");
+    if stream {
+        r = r.header("accept", "text/event-stream");
+    }
+    if let Some(t) = token {
+        r = r.header("authorization", format!("Bearer {t}"));
+    }
+    r.body(Body::from(
+        serde_json::json!({ "message": message }).to_string(),
+    ))
+    .unwrap()
+}
+
+/// Every citation of a reply is a literal substring of the page it names.
+fn assert_grounded(job: &Value, message: &Value) {
+    for c in message["citations"].as_array().unwrap() {
+        let page = c["page"].as_u64().unwrap() as usize;
+        let text = job["pages"][page - 1]["text"].as_str().unwrap();
+        let snippet = c["snippet"].as_str().unwrap();
+        assert!(text.contains(snippet), "{snippet:?} not on page {page}");
+        assert_eq!(c["bbox"].as_array().unwrap().len(), 4);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_answers_from_the_document_and_keeps_one_conversation_per_account() {
+    let s = Server::start(|_| {}).await;
+    let (_, alice) = s.account("free", 0).await;
+    let (_, bob) = s.account("free", 0).await;
+    let (code, job) = s
+        .submit(Some(&alice), &[("file", &fixture("images/letter.png"))])
+        .await;
+    assert_eq!(code, StatusCode::OK, "{job}");
+    let uuid = job["uuid"].as_str().unwrap().to_string();
+
+    let (code, reply, _) = s
+        .call(chat_request(
+            Some(&alice),
+            &uuid,
+            "What is the total amount?",
+            false,
+        ))
+        .await;
+    assert_eq!(code, StatusCode::OK, "{reply}");
+    assert_eq!(reply["answerer"], "extractive");
+    let conversation = reply["conversation"].as_str().unwrap().to_string();
+    assert_eq!(conversation.len(), 32);
+    let message = &reply["message"];
+    assert_eq!(message["role"], "assistant");
+    assert!(
+        message["content"].as_str().unwrap().contains("1,234.50"),
+        "{reply} {}",
+        job["pages"][0]["text"]
+    );
+    assert_eq!(message["citations"][0]["page"], 1);
+    assert_grounded(&job, message);
+
+    // Not in the document: said so, nothing cited.
+    let (code, reply, _) = s
+        .call(chat_request(
+            Some(&alice),
+            &uuid,
+            "Which ship carried the cargo to Lisbon?",
+            false,
+        ))
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(
+        reply["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("does not say"),
+        "{reply}"
+    );
+    assert_eq!(reply["message"]["citations"], serde_json::json!([]));
+
+    // Streamed: delta events, then the final message.
+    let response = s
+        .app
+        .clone()
+        .oneshot(chat_request(
+            Some(&alice),
+            &uuid,
+            "When is the invoice due?",
+            true,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let body = String::from_utf8(body.to_vec()).unwrap();
+    assert!(body.contains("event: delta"), "{body}");
+    let last = body
+        .split("\n\n")
+        .find(|e| e.starts_with("event: message"))
+        .expect("a message event");
+    let data: Value =
+        serde_json::from_str(last.lines().find_map(|l| l.strip_prefix("data: ")).unwrap()).unwrap();
+    assert_eq!(data["conversation"], conversation.as_str());
+    assert!(
+        data["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("15 March 2025"),
+        "{data}"
+    );
+
+    // The transcript, in order, with citations.
+    let (code, history, _) = s
+        .get(Some(&alice), &format!("/api/v1/chat/{uuid}/history/"))
+        .await;
+    assert_eq!(code, StatusCode::OK, "{history}");
+    assert_eq!(history["conversation"], conversation.as_str());
+    let turns = history["messages"].as_array().unwrap();
+    let roles: Vec<&str> = turns.iter().map(|t| t["role"].as_str().unwrap()).collect();
+    assert_eq!(
+        roles,
+        [
+            "user",
+            "assistant",
+            "user",
+            "assistant",
+            "user",
+            "assistant"
+        ]
+    );
+    assert_eq!(turns[0]["content"], "What is the total amount?");
+    assert_eq!(turns[1]["citations"][0]["page"], 1);
+    assert_eq!(turns[0]["citations"], serde_json::json!([]));
+
+    // Someone else's job: 404 for chat and history.
+    assert_eq!(
+        s.call(chat_request(Some(&bob), &uuid, "What is the total?", false))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        s.get(Some(&bob), &format!("/api/v1/chat/{uuid}/history/"))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    // An anonymous job: every account has a conversation of its own about it.
+    let (_, anonymous) = s
+        .submit(None, &[("file", &fixture("images/letter.png"))])
+        .await;
+    let anon = anonymous["uuid"].as_str().unwrap();
+    assert_eq!(
+        s.call(chat_request(None, anon, "What is the total?", false))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (code, bobs, _) = s
+        .call(chat_request(Some(&bob), anon, "What is the total?", false))
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_ne!(bobs["conversation"], conversation.as_str());
+    let (_, alices, _) = s
+        .get(Some(&alice), &format!("/api/v1/chat/{anon}/history/"))
+        .await;
+    assert_eq!(alices["messages"], serde_json::json!([]));
+    let (_, bobs, _) = s
+        .get(Some(&bob), &format!("/api/v1/chat/{anon}/history/"))
+        .await;
+    assert_eq!(bobs["messages"].as_array().unwrap().len(), 2);
+
+    // Too long a question.
+    let long = "why ".repeat(1000);
+    let (code, e, _) = s
+        .call(chat_request(Some(&alice), &uuid, &long, false))
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(error_of(&e).contains("too long"));
+
+    // A job still in the queue: 409.
+    let (code, queued) = s
+        .submit(Some(&alice), &[("file", &fixture("pdf/report_20p.pdf"))])
+        .await;
+    assert_eq!(code, StatusCode::ACCEPTED);
+    let queued = queued["uuid"].as_str().unwrap();
+    let (code, e, _) = s
+        .call(chat_request(Some(&alice), queued, "What is it?", false))
+        .await;
+    assert_eq!(code, StatusCode::CONFLICT, "{e}");
+
+    // /healthz says which answerer is active.
+    let (_, health, _) = s.get(None, "/healthz").await;
+    assert_eq!(health["chat"]["answerer"], "extractive");
+    assert_eq!(health["chat"]["translate"], false);
+
+    // Expired results take the conversation with them.
+    s.state
+        .db
+        .expire(ocr_server::db::now_ms() + 1)
+        .await
+        .unwrap();
+    let account = s.state.db.messages(&uuid, "x").await.unwrap();
+    assert!(account.is_empty());
+    assert_eq!(
+        s.get(Some(&alice), &format!("/api/v1/chat/{uuid}/history/"))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn translation_requests_are_checked() {
+    let s = Server::start(|_| {}).await;
+    let (_, alice) = s.account("free", 0).await;
+    let letter = fixture("images/letter.png");
+    let (code, e) = s
+        .submit(
+            Some(&alice),
+            &[
+                ("file", &letter),
+                ("tool", b"translate"),
+                ("translate_to", b"xx"),
+            ],
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{e}");
+    assert!(
+        e["supported"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("fr")),
+        "{e}"
+    );
+    // Without a language model (this server has the extractive answerer only).
+    let (code, e) = s
+        .submit(
+            Some(&alice),
+            &[
+                ("file", &letter),
+                ("tool", b"translate"),
+                ("translate_to", b"fr"),
+            ],
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{e}");
+    assert!(error_of(&e).contains("language model"), "{e}");
+    // A job without a translation has none to download.
+    let (_, job) = s.submit(Some(&alice), &[("file", &letter)]).await;
+    let uuid = job["uuid"].as_str().unwrap();
+    let (code, e, _) = s
+        .get(
+            Some(&alice),
+            &format!("/api/v1/ocr/{uuid}/download/?format=md&translated=1"),
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{e}");
+    assert!(job.get("translation").is_none());
 }
