@@ -122,6 +122,59 @@ pub fn retrieval_query(history: &[Turn], question: &str) -> String {
     }
 }
 
+/// Whether a question asks about the document as a whole ("what is this about?", "summarise
+/// the letter"): then the beginning of the document answers, not a search.
+pub fn is_overview(question: &str) -> bool {
+    const GENERIC: &[&str] = &[
+        "summary",
+        "summarise",
+        "summarize",
+        "overview",
+        "gist",
+        "topic",
+        "main",
+        "point",
+        "subject",
+        "purpose",
+        "page",
+        "text",
+        "file",
+        "letter",
+        "report",
+        "brief",
+        "briefly",
+        "short",
+        "content",
+        "describe",
+        "give",
+        "provide",
+        "write",
+        "explain",
+        "quick",
+    ];
+    let content = terms(question);
+    let n = normalize(question);
+    let cue = n.split(|c: char| !c.is_alphanumeric()).any(|w| {
+        matches!(
+            w,
+            "about" | "summary" | "summarise" | "summarize" | "overview" | "gist" | "describe"
+        )
+    });
+    content.is_empty() || (cue && content.iter().all(|t| GENERIC.contains(&t.as_str())))
+}
+
+/// The first chunks of the document, in reading order, as search hits.
+fn opening(index: &DocIndex, n: usize) -> Vec<Hit> {
+    (0..index.chunks.len().min(n))
+        .map(|chunk| Hit {
+            chunk,
+            score: 0.0,
+            bm25: 0.0,
+            cosine: None,
+        })
+        .collect()
+}
+
 /// A sentence of a page: its page position in the index and byte range.
 #[derive(Debug, Clone, Copy)]
 struct Span {
@@ -272,6 +325,22 @@ impl Answerer for Extractive {
         question: &str,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Reply, ChatError> {
+        if is_overview(question) {
+            let spans = candidate_sentences(index, &opening(index, 1));
+            let Some(first) = spans.first() else {
+                on_text(NOT_IN_DOCUMENT);
+                return Ok(Reply::not_found());
+            };
+            // The opening sentences, up to about 300 bytes.
+            let mut span = *first;
+            for next in spans.iter().skip(1) {
+                if next.end - span.start > 300 {
+                    break;
+                }
+                span.end = next.end;
+            }
+            return Ok(quote(index, &span, "begins", on_text));
+        }
         let query = retrieval_query(history, question);
         let hits = index.search(&query, 5, embedder)?;
         let spans = candidate_sentences(index, &hits);
@@ -319,22 +388,27 @@ impl Answerer for Extractive {
         {
             span.end = next.end;
         }
-        let Some(cite) = citation(index, &span) else {
-            on_text(NOT_IN_DOCUMENT);
-            return Ok(Reply::not_found());
-        };
-        let quoted = cite
-            .snippet
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
-        let content = format!("Page {} says: \u{201C}{quoted}\u{201D}", cite.page);
-        on_text(&content);
-        Ok(Reply {
-            content,
-            citations: verify_citations(index, vec![cite]),
-            found: true,
-        })
+        Ok(quote(index, &span, "says", on_text))
+    }
+}
+
+/// "Page 2 says: “…”", citing the span.
+fn quote(index: &DocIndex, span: &Span, verb: &str, on_text: &mut dyn FnMut(&str)) -> Reply {
+    let Some(cite) = citation(index, span) else {
+        on_text(NOT_IN_DOCUMENT);
+        return Reply::not_found();
+    };
+    let quoted = cite
+        .snippet
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let content = format!("Page {} {verb}: \u{201C}{quoted}\u{201D}", cite.page);
+    on_text(&content);
+    Reply {
+        content,
+        citations: verify_citations(index, vec![cite]),
+        found: true,
     }
 }
 
@@ -519,8 +593,11 @@ impl Answerer for Generative {
         question: &str,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Reply, ChatError> {
-        let query = retrieval_query(history, question);
-        let hits = index.search(&query, 6, embedder)?;
+        let hits = if is_overview(question) {
+            opening(index, 6)
+        } else {
+            index.search(&retrieval_query(history, question), 6, embedder)?
+        };
         // Excerpts in rank order, within the budget; the best one always fits (cut if need be).
         let mut excerpts: Vec<(usize, &str)> = Vec::new();
         let mut used = 0;
@@ -849,6 +926,27 @@ mod tests {
         assert!(!reply.found);
         assert!(reply.citations.is_empty());
         assert_eq!(reply.content, NOT_IN_DOCUMENT);
+    }
+
+    #[test]
+    fn overview_questions_are_told_from_specific_ones() {
+        assert!(is_overview("What is this document about?"));
+        assert!(is_overview("Summarize the letter."));
+        assert!(is_overview("Give me a brief summary"));
+        assert!(!is_overview("What is the section on taxes about?"));
+        assert!(!is_overview("What is the total?"));
+        let reply = ask("What is this document about?");
+        assert!(reply.found);
+        assert!(
+            reply.content.starts_with("Page 1 begins:"),
+            "{}",
+            reply.content
+        );
+        assert!(
+            reply.content.contains("Invoice 2024-117"),
+            "{}",
+            reply.content
+        );
     }
 
     #[test]

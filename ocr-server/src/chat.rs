@@ -37,7 +37,7 @@ pub struct ChatConfig {
 impl Default for ChatConfig {
     fn default() -> Self {
         Self {
-            llm: LlmChoice::Qwen05.name().into(),
+            llm: LlmChoice::Qwen15.name().into(),
             embeddings: true,
             install: true,
             models_dir: String::new(),

@@ -252,8 +252,19 @@ fn the_documentations_clients_run_verbatim() {
             md.contains(expected),
             "client.sh's result.md on {file}: {md}"
         );
-        // Its chat calls get the server's JSON answer (chat is not built yet: 501).
-        assert!(sh.contains("\"error\""), "client.sh: {sh}");
+        // Its chat calls: an answer from the language model, then the transcript.
+        let mut replies = sh.lines().rev().take(2);
+        let history: Value = serde_json::from_str(replies.next().unwrap()).unwrap();
+        let reply: Value = serde_json::from_str(replies.next().unwrap()).unwrap();
+        assert!(reply["conversation"].is_string(), "client.sh: {sh}");
+        assert_eq!(reply["message"]["role"], "assistant", "client.sh: {sh}");
+        assert!(
+            !reply["message"]["citations"].as_array().unwrap().is_empty(),
+            "an overview cites the document: {sh}"
+        );
+        let turns = history["messages"].as_array().unwrap();
+        assert_eq!(turns.len(), 2, "client.sh: {sh}");
+        assert_eq!(turns[0]["content"], "What is this document about?");
         std::fs::remove_dir_all(&work).ok();
     }
     std::fs::remove_dir_all(&data).ok();
@@ -262,7 +273,13 @@ fn the_documentations_clients_run_verbatim() {
 #[test]
 fn a_killed_server_finishes_its_job_after_restart_exactly_once() {
     let data = temp_dir("kill");
-    let env = [("OCR_LEASE_SECONDS", "2"), ("OCR_INLINE_PAGES", "1")];
+    let env = [
+        ("OCR_LEASE_SECONDS", "2"),
+        ("OCR_INLINE_PAGES", "1"),
+        // No chat here: starts faster.
+        ("OCR_CHAT__LLM", "none"),
+        ("OCR_CHAT__EMBEDDINGS", "false"),
+    ];
     let (account, token) = {
         let _first = serve(&data, &env);
         paid_account(&data, 100)
@@ -325,7 +342,10 @@ fn a_killed_server_finishes_its_job_after_restart_exactly_once() {
 #[test]
 fn sigterm_lets_an_inline_request_finish() {
     let data = temp_dir("term");
-    let mut server = serve(&data, &[]);
+    let mut server = serve(
+        &data,
+        &[("OCR_CHAT__LLM", "none"), ("OCR_CHAT__EMBEDDINGS", "false")],
+    );
     let (_, token) = paid_account(&data, 10);
     let base = server.base.clone();
     let png = std::fs::read(root().join("fixtures/images/letter.png")).unwrap();

@@ -13,6 +13,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use ocr_core::{Engine, ModelSize};
+use ocr_server::chat::{ChatConfig, ChatService};
 use ocr_server::config::Config;
 use ocr_server::db::Db;
 use ocr_server::state::AppState;
@@ -77,6 +78,14 @@ async fn database_url(dir: &Path) -> String {
 
 impl Server {
     pub async fn start(configure: impl FnOnce(&mut Config)) -> Server {
+        Server::start_with_chat(configure, None).await
+    }
+
+    /// A server whose chat is `chat` (the extractive answerer when `None`).
+    pub async fn start_with_chat(
+        configure: impl FnOnce(&mut Config),
+        chat: Option<Arc<ChatService>>,
+    ) -> Server {
         let dir = temp_dir("srv");
         let mut config = Config {
             data: dir.clone(),
@@ -88,7 +97,11 @@ impl Server {
         let db = Db::open(&config.database_url()).await.expect("database");
         let (engine, name) = engine();
         let (stop, stopping) = watch::channel(false);
-        let state = Arc::new(AppState::new(config, db, engine, name, stopping));
+        let mut state = AppState::new(config, db, engine, name, stopping);
+        if let Some(chat) = chat {
+            state = state.with_chat(chat);
+        }
+        let state = Arc::new(state);
         for _ in 0..state.config.workers {
             tokio::spawn(ocr_server::jobs::worker(state.clone()));
         }
@@ -1143,4 +1156,111 @@ async fn translation_requests_are_checked() {
         .await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{e}");
     assert!(job.get("translation").is_none());
+}
+
+/// The configured language model and embeddings, loaded once for the test binary (installed
+/// into the model store from the package registry first if missing).
+fn language_model() -> Arc<ChatService> {
+    static CHAT: OnceLock<Arc<ChatService>> = OnceLock::new();
+    CHAT.get_or_init(|| Arc::new(ChatService::load(&ChatConfig::default())))
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_and_translation_with_the_language_model() {
+    let chat = tokio::task::spawn_blocking(language_model).await.unwrap();
+    assert_eq!(
+        chat.info.answerer,
+        ChatConfig::default().llm,
+        "{:?}",
+        chat.info.problems
+    );
+    assert!(
+        chat.info.embeddings && chat.info.translate,
+        "{:?}",
+        chat.info
+    );
+    let s = Server::start_with_chat(|_| {}, Some(chat)).await;
+    let (_, health, _) = s.get(None, "/healthz").await;
+    assert_eq!(
+        health["chat"]["answerer"],
+        ChatConfig::default().llm.as_str()
+    );
+    let (_, alice) = s.account("paid", 100).await;
+    let letter = fixture("images/letter.png");
+    let (code, job) = s.submit(Some(&alice), &[("file", &letter)]).await;
+    assert_eq!(code, StatusCode::OK, "{job}");
+    let uuid = job["uuid"].as_str().unwrap().to_string();
+
+    let ask = |q: &str| chat_request(Some(&alice), &uuid, q, false);
+    let (code, reply, _) = s
+        .call(ask("What is the total amount of the invoice?"))
+        .await;
+    assert_eq!(code, StatusCode::OK, "{reply}");
+    let message = &reply["message"];
+    assert!(
+        message["content"].as_str().unwrap().contains("1,234.50"),
+        "{reply}"
+    );
+    assert_eq!(message["citations"][0]["page"], 1, "{reply}");
+    assert_grounded(&job, message);
+    // A follow-up leaning on the previous question.
+    let (_, reply, _) = s.call(ask("And when is it due?")).await;
+    assert!(
+        reply["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("15 March 2025"),
+        "{reply}"
+    );
+    assert_grounded(&job, &reply["message"]);
+    // Not in the document.
+    let (_, reply, _) = s
+        .call(ask("What is the name of the company's chief executive?"))
+        .await;
+    assert!(
+        reply["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("does not say"),
+        "{reply}"
+    );
+    assert_eq!(reply["message"]["citations"], serde_json::json!([]));
+    let (_, history, _) = s
+        .get(Some(&alice), &format!("/api/v1/chat/{uuid}/history/"))
+        .await;
+    assert_eq!(history["messages"].as_array().unwrap().len(), 6);
+
+    // The translate tool: queued, translated after recognition, offered for download.
+    let (code, job) = s
+        .submit(
+            Some(&alice),
+            &[
+                ("file", &letter),
+                ("tool", b"translate"),
+                ("translate_to", b"fr"),
+            ],
+        )
+        .await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{job}");
+    let uuid = job["uuid"].as_str().unwrap().to_string();
+    let job = s.wait(Some(&alice), &uuid).await;
+    assert_eq!(job["status"], "done", "{job}");
+    let translation = &job["translation"];
+    assert_eq!(translation["language"], "fr", "{job}");
+    let text = translation["text"].as_str().unwrap();
+    assert!(text.contains("2024-117"), "{text}");
+    assert_ne!(text, job["text"].as_str().unwrap());
+    assert_eq!(translation["pages"].as_array().unwrap().len(), 1);
+    let (code, _, md) = s
+        .get(
+            Some(&alice),
+            &format!("/api/v1/ocr/{uuid}/download/?format=md&translated=1"),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        String::from_utf8(md).unwrap(),
+        translation["markdown"].as_str().unwrap()
+    );
 }
