@@ -657,9 +657,7 @@ impl Answerer for Generative {
             dead: false,
         };
         let raw = self.complete(&messages, self.max_answer_tokens, &mut |t| filter.push(t))?;
-        if std::env::var_os("OCR_CHAT_DEBUG").is_some() {
-            eprintln!("--- prompt\n{last}\n--- raw\n{raw}\n---");
-        }
+        tracing::debug!(prompt = last, raw, "language model answer");
         let reply = self.ground(index, &excerpts, question, &raw);
         filter.finish(&reply.content);
         Ok(reply)

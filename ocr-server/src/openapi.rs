@@ -64,6 +64,44 @@ pub fn document(config: &Config) -> Value {
             }
         }),
     );
+    schemas.insert(
+        "Citation".into(),
+        json!({
+            "type": "object",
+            "required": ["page", "snippet"],
+            "properties": {
+                "page": {"type": "integer", "minimum": 1},
+                "snippet": {"type": "string", "description": "A literal substring of that page's text."},
+                "bbox": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4,
+                         "description": "The box around the page lines the snippet spans, in page pixels."}
+            }
+        }),
+    );
+    schemas.insert(
+        "ChatMessage".into(),
+        json!({
+            "type": "object",
+            "required": ["role", "content", "citations"],
+            "properties": {
+                "role": {"enum": ["user", "assistant"]},
+                "content": {"type": "string"},
+                "citations": {"type": "array", "items": {"$ref": "#/components/schemas/Citation"}},
+                "created_at": {"type": "string", "format": "date-time"}
+            }
+        }),
+    );
+    schemas.insert(
+        "ChatReply".into(),
+        json!({
+            "type": "object",
+            "required": ["conversation", "message"],
+            "properties": {
+                "conversation": {"type": "string"},
+                "answerer": {"type": "string", "description": "qwen2.5-1.5b, qwen2.5-0.5b or extractive"},
+                "message": {"$ref": "#/components/schemas/ChatMessage"}
+            }
+        }),
+    );
     let formats: Vec<&str> = Format::ALL.iter().map(|f| f.extension()).collect();
     let security = json!([{}, {"bearer": []}, {"api_token": []}]);
     let uuid_param = json!({
@@ -126,11 +164,15 @@ pub fn document(config: &Config) -> Value {
                 "parameters": [uuid_param.clone(), {
                     "name": "format", "in": "query", "required": false,
                     "schema": {"enum": formats, "default": "json"}
+                }, {
+                    "name": "translated", "in": "query", "required": false,
+                    "description": "The translation of a job submitted with tool=translate (txt, md, docx or json).",
+                    "schema": {"type": "boolean", "default": false}
                 }],
                 "responses": {
                     "200": {"description": "The export, as an attachment.",
                             "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
-                    "400": error("Unknown format."),
+                    "400": error("Unknown format, or a translation asked of a job without one."),
                     "401": error("Bad token."),
                     "404": error("Unknown job, or another account's."),
                     "409": error("The job is not finished, or failed without a result.")
@@ -144,20 +186,33 @@ pub fn document(config: &Config) -> Value {
                     "properties": {"message": {"type": "string"}}
                 }}}},
                 "responses": {
-                    "400": error("Empty or missing message."),
+                    "200": {"description": "The answer, grounded in the job's text. With `Accept: text/event-stream`: Server-Sent Events, `delta` ({text}) as the answer is written, then `message` with this same object (or `error`).",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/ChatReply"}},
+                                "text/event-stream": {"schema": {"type": "string"}}
+                            }},
+                    "400": error("Empty, missing or too long message."),
                     "401": error("No account token."),
                     "404": error("Unknown job, or another account's."),
                     "409": error("The job is not finished."),
-                    "501": error("Chat is not available on this server yet.")
+                    "503": error("Too many questions waiting (see Retry-After).")
                 }
             }},
             "/api/v1/chat/{uuid}/history/": {"get": {
                 "operationId": "chatHistory",
                 "parameters": [uuid_param],
                 "responses": {
+                    "200": {"description": "The account's conversation about the job, oldest turn first.",
+                            "content": {"application/json": {"schema": {
+                                "type": "object", "required": ["conversation", "messages"],
+                                "properties": {
+                                    "conversation": {"type": "string"},
+                                    "messages": {"type": "array", "items": {"$ref": "#/components/schemas/ChatMessage"}}
+                                }
+                            }}}},
                     "401": error("No account token."),
                     "404": error("Unknown job, or another account's."),
-                    "501": error("Chat is not available on this server yet.")
+                    "409": error("The job is not finished.")
                 }
             }},
             "/healthz": {"get": {"operationId": "health", "security": [{}], "responses": {
