@@ -142,8 +142,8 @@ fn main() -> Result<()> {
                 Some(e) => e,
                 None => engine.insert(Engine::load_default(ModelSize::Small)?),
             };
-            let bytes = std::fs::read(corpus.join(&entry.file))
-                .with_context(|| format!("{}", entry.file))?;
+            let bytes =
+                std::fs::read(corpus.join(&entry.file)).with_context(|| entry.file.clone())?;
             let file = InputFile::open(bytes, DecodeOptions::default())?;
             let doc = engine.recognize(&file, &RecognizeOptions::default(), |_, _| {})?;
             std::fs::write(&cached, serde_json::to_vec(&doc)?)?;

@@ -197,9 +197,7 @@ pub fn terms(text: &str) -> Vec<String> {
             continue;
         }
         prev_cjk = None;
-        if c.is_alphanumeric() {
-            word.push(c);
-        } else if c == '\'' && !word.is_empty() {
+        if c.is_alphanumeric() || (c == '\'' && !word.is_empty()) {
             word.push(c);
         } else {
             flush(&mut word, &mut out);
