@@ -366,7 +366,11 @@ async fn bad_requests_get_clear_errors() {
                 ("tool", b"translate"),
                 ("translate_to", b"de"),
             ],
-            "not available",
+            "needs the language model",
+        ),
+        (
+            vec![("file", &png), ("tool", b"handwriting-to-text")],
+            "needs the vlm tier",
         ),
         (vec![("file", &png), ("language", b"tlh")], "tlh"),
         (vec![("file", &huge)], "exceeds the limit"),
