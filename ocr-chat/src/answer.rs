@@ -163,16 +163,19 @@ pub fn is_overview(question: &str) -> bool {
     content.is_empty() || (cue && content.iter().all(|t| GENERIC.contains(&t.as_str())))
 }
 
+/// A chunk as a hit with no score (the opening of the document, or excerpts already chosen).
+fn unscored(chunk: usize) -> Hit {
+    Hit {
+        chunk,
+        score: 0.0,
+        bm25: 0.0,
+        cosine: None,
+    }
+}
+
 /// The first chunks of the document, in reading order, as search hits.
 fn opening(index: &DocIndex, n: usize) -> Vec<Hit> {
-    (0..index.chunks.len().min(n))
-        .map(|chunk| Hit {
-            chunk,
-            score: 0.0,
-            bm25: 0.0,
-            cosine: None,
-        })
-        .collect()
+    (0..index.chunks.len().min(n)).map(unscored).collect()
 }
 
 /// A sentence of a page: its page position in the index and byte range.
@@ -705,12 +708,7 @@ impl Generative {
             index,
             &excerpts
                 .iter()
-                .map(|(c, _)| Hit {
-                    chunk: *c,
-                    score: 0.0,
-                    bm25: 0.0,
-                    cosine: None,
-                })
+                .map(|(c, _)| unscored(*c))
                 .collect::<Vec<_>>(),
         );
         let support = |s: &Span| -> f32 {
