@@ -21,7 +21,7 @@
 mod decode;
 mod document;
 mod error;
-mod layout;
+pub mod layout;
 mod limits;
 pub mod nn;
 pub mod ocr;
@@ -35,7 +35,8 @@ pub use document::{
     Word,
 };
 pub use error::{Error, LimitKind, Result};
-pub use layout::blocks_from_lines;
+pub use layout::regions::{LayoutModel, Region, RegionKind};
+pub use layout::{blocks_from_lines, blocks_in_regions};
 pub use limits::Limits;
 pub use ocr::{ModelSize, OcrModels};
 pub use pipeline::{Engine, NO_ENGINE, RecognizeOptions, parse_page_selection, read_image};

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use image::RgbImage;
 
 use crate::decode::{DecodedPage, InputFile, PageParts};
-use crate::document::{Document, Line, Page, PageOutcome, Rotation, TextSource};
+use crate::document::{Block, Document, Line, Page, PageOutcome, Rotation, TextSource};
 use crate::error::{Error, Result};
-use crate::layout::blocks_from_lines;
+use crate::layout::regions::{LayoutModel, MIN_REGION_SCORE};
+use crate::layout::{blocks_from_lines, blocks_in_regions, mark_page_numbers};
 use crate::ocr::{self, ModelSize, OcrModels};
 
 /// Why a page that needs OCR has no text when the engine has no models: every such reason
@@ -39,6 +40,7 @@ pub struct RecognizeOptions {
 #[derive(Debug, Default, Clone)]
 pub struct Engine {
     models: Option<Arc<OcrModels>>,
+    layout: Option<Arc<LayoutModel>>,
 }
 
 /// Probability the page classifier needs before a page is turned.
@@ -47,19 +49,54 @@ const PAGE_ROTATION_CONFIDENCE: f32 = 0.85;
 impl Engine {
     /// An engine without recognition models: text layers only.
     pub fn new() -> Self {
-        Self { models: None }
+        Self {
+            models: None,
+            layout: None,
+        }
     }
 
     /// An engine that recognises with `models`.
     pub fn with_models(models: OcrModels) -> Self {
         Self {
             models: Some(Arc::new(models)),
+            layout: None,
         }
     }
 
-    /// Loads the shipped models of `size` from [`ocr::default_models_dir`].
+    /// This engine, also finding layout regions (headers, footers, titles, captions, tables,
+    /// columns) with `layout` on every page, born-digital ones included.
+    pub fn with_layout(mut self, layout: LayoutModel) -> Self {
+        self.layout = Some(Arc::new(layout));
+        self
+    }
+
+    /// Loads the shipped models of `size`, and the layout model, from
+    /// [`ocr::default_models_dir`].
     pub fn load_default(size: ModelSize) -> Result<Self> {
-        Ok(Self::with_models(OcrModels::load_default(size)?))
+        let dir = ocr::default_models_dir();
+        Ok(Self::with_models(OcrModels::load(&dir, size)?).with_layout(LayoutModel::load(&dir)?))
+    }
+
+    /// The layout model, when loaded.
+    pub fn layout(&self) -> Option<&LayoutModel> {
+        self.layout.as_deref()
+    }
+
+    /// Blocks from lines in reading order: within the layout model's regions when it is loaded
+    /// (it looks at `image`), by geometry alone otherwise.
+    fn blocks(&self, lines: Vec<Line>, image: Option<&RgbImage>, page_height: f32) -> Vec<Block> {
+        if let (Some(layout), Some(image)) = (&self.layout, image)
+            && !lines.is_empty()
+        {
+            // The layout model failing is not the page failing: its blocks are then made by
+            // geometry alone.
+            if let Ok(regions) = layout.detect(image, MIN_REGION_SCORE) {
+                return blocks_in_regions(lines, &regions, page_height);
+            }
+        }
+        let mut blocks = blocks_from_lines(lines);
+        mark_page_numbers(&mut blocks, page_height);
+        blocks
     }
 
     pub fn models(&self) -> Option<&OcrModels> {
@@ -107,13 +144,15 @@ impl Engine {
         let is_pdf = file.kind() == crate::decode::FileKind::Pdf;
         if is_pdf && !options.force_ocr {
             let parts = PageParts {
-                image: want_image,
+                // The layout model looks at the rendered page.
+                image: want_image || self.layout.is_some(),
                 text_layer: true,
             };
             match file.page(index, parts) {
                 Ok(mut decoded) if decoded.text_layer.as_ref().is_some_and(|l| l.is_usable()) => {
                     let image = decoded.image.take().map(|i| i.pixels);
-                    return (self.page_from_text_layer(decoded), image);
+                    let page = self.page_from_text_layer(decoded, image.as_ref());
+                    return (page, image.filter(|_| want_image));
                 }
                 Ok(_) => {}
                 Err(e) => return (Page::failed(index, e.to_string()), None),
@@ -125,7 +164,7 @@ impl Engine {
         }
     }
 
-    fn page_from_text_layer(&self, decoded: DecodedPage) -> Page {
+    fn page_from_text_layer(&self, decoded: DecodedPage, image: Option<&RgbImage>) -> Page {
         let mut page = empty_page(&decoded);
         if let Some(layer) = decoded.text_layer {
             page.language = ocr::lang::detect_script(
@@ -137,7 +176,7 @@ impl Engine {
                     .join(" "),
             )
             .map(str::to_string);
-            page.blocks = blocks_from_lines(layer.lines);
+            page.blocks = self.blocks(layer.lines, image, page.height as f32);
         }
         page.outcome = PageOutcome::Done {
             source: TextSource::TextLayer,
@@ -186,7 +225,11 @@ impl Engine {
                     Some(l) if !l.eq_ignore_ascii_case("auto") => Some(l.to_string()),
                     _ => ocr::lang::detect_script(&text.join(" ")).map(str::to_string),
                 };
-                page.blocks = blocks_from_lines(lines);
+                page.blocks = if options.single_line {
+                    blocks_from_lines(lines)
+                } else {
+                    self.blocks(lines, Some(&image), image.height() as f32)
+                };
                 page.outcome = PageOutcome::Done {
                     source: TextSource::Recognition,
                 };

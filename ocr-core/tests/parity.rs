@@ -127,3 +127,53 @@ fn textline_orientation_matches_onnxruntime() {
 fn page_orientation_matches_onnxruntime() {
     check("PP-LCNet_page_ori.onnx", "page_ori", Also::Argmax);
 }
+
+/// The layout model (PP-PicoDet, eight outputs: class scores and box distributions at four
+/// strides) on a synthetic page: every output within 1e-4, and no class score on the other side
+/// of the detection threshold.
+#[test]
+fn layout_matches_onnxruntime() {
+    let expected = golden("layout");
+    let page = image::open(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/golden/layout_page.png"),
+    )
+    .unwrap()
+    .to_rgb8();
+    let (w, h) = (page.width() as usize, page.height() as usize);
+    let mut input = vec![0f32; 3 * h * w];
+    ocr_core::ocr::geometry::resize_normalize(
+        &page,
+        w,
+        h,
+        [0.485, 0.456, 0.406],
+        [0.229, 0.224, 0.225],
+        false,
+        &mut input,
+        w,
+    );
+    let x = Tensor::from_vec(input, (1, 3, h, w), &Device::Cpu).unwrap();
+    let outputs = model("layout_cdla.onnx").run_all(x).unwrap();
+    assert_eq!(outputs.len(), expected.len());
+    for (k, (y, (dims, want))) in outputs.iter().zip(&expected).enumerate() {
+        assert_eq!(y.dims(), dims.as_slice(), "output {k}: shape");
+        let got: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+        let max_diff = got
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            max_diff <= 1e-4,
+            "output {k}: max abs difference {max_diff:e}"
+        );
+        if k < 4 {
+            let flipped = got
+                .iter()
+                .zip(want)
+                .filter(|(a, b)| (**a > 0.4) != (**b > 0.4))
+                .count();
+            assert_eq!(flipped, 0, "output {k}: scores change side of 0.4");
+        }
+        eprintln!("layout output {k}: max abs difference {max_diff:e}");
+    }
+}

@@ -29,6 +29,10 @@ pub(crate) fn write(document: &Document, out: &mut dyn Write) -> Result<(), Expo
 }
 
 fn block(block: &Block) -> Option<String> {
+    // Running headers, footers and page numbers are not part of the document's text flow.
+    if matches!(block.kind, BlockKind::Header | BlockKind::Footer) {
+        return None;
+    }
     if let Some(table) = block.table.as_ref().filter(|t| !t.cells.is_empty()) {
         return Some(pipe_table(table));
     }

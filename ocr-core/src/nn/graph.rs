@@ -114,6 +114,16 @@ enum Op {
     },
     Slice,
     Shape,
+    Clip {
+        min: f32,
+        max: f32,
+    },
+    /// One part of a `Split`: `len` entries of `axis` from `start`.
+    Narrow {
+        axis: i64,
+        start: usize,
+        len: usize,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -143,7 +153,7 @@ pub struct Graph {
     constants: Vec<(usize, Value)>,
     slots: usize,
     input: usize,
-    output: usize,
+    outputs: Vec<usize>,
     /// The model's metadata (`character` holds the recogniser's alphabet).
     pub metadata: HashMap<String, String>,
 }
@@ -157,6 +167,14 @@ impl Graph {
 
     /// Runs the graph on one input and returns its (first) output.
     pub fn run(&self, input: Tensor) -> Result<Tensor, GraphError> {
+        self.run_inner(input, None)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| GraphError::Unsupported("the graph has no output".into()))
+    }
+
+    /// Runs the graph on one input and returns every output, in the model's order.
+    pub fn run_all(&self, input: Tensor) -> Result<Vec<Tensor>, GraphError> {
         self.run_inner(input, None)
     }
 
@@ -165,14 +183,18 @@ impl Graph {
     pub fn run_profiled(&self, input: Tensor) -> Result<(Tensor, Vec<StepTime>), GraphError> {
         let mut times = Vec::new();
         let out = self.run_inner(input, Some(&mut times))?;
-        Ok((out, times))
+        let first = out
+            .into_iter()
+            .next()
+            .ok_or_else(|| GraphError::Unsupported("the graph has no output".into()))?;
+        Ok((first, times))
     }
 
     fn run_inner(
         &self,
         input: Tensor,
         mut times: Option<&mut Vec<StepTime>>,
-    ) -> Result<Tensor, GraphError> {
+    ) -> Result<Vec<Tensor>, GraphError> {
         let mut slots: Vec<Option<Value>> = vec![None; self.slots];
         for (slot, value) in &self.constants {
             slots[*slot] = Some(value.clone());
@@ -210,10 +232,13 @@ impl Graph {
             }
             slots[step.output] = Some(value);
         }
-        match slots[self.output].take() {
-            Some(Value::F(t)) => Ok(t),
-            _ => unsupported("the graph produced no float output"),
-        }
+        self.outputs
+            .iter()
+            .map(|&o| match slots[o].clone() {
+                Some(Value::F(t)) => Ok(t),
+                _ => unsupported("the graph produced no float output"),
+            })
+            .collect()
     }
 }
 
@@ -249,6 +274,8 @@ impl Op {
             Op::Unsqueeze { .. } => "Unsqueeze",
             Op::Slice => "Slice",
             Op::Shape => "Shape",
+            Op::Clip { .. } => "Clip",
+            Op::Narrow { .. } => "Split",
         }
     }
 }
@@ -332,6 +359,15 @@ fn execute(op: &Op, args: &[&Value]) -> Result<Value, GraphError> {
             Tensor::from_vec(data, x.dims(), x.device())?
         }
         Op::Erf => t(0)?.erf()?,
+        Op::Clip { min, max } => t(0)?.clamp(*min, *max)?,
+        Op::Narrow {
+            axis: a,
+            start,
+            len,
+        } => {
+            let x = t(0)?;
+            x.narrow(axis(*a, x.rank())?, *start, *len)?.contiguous()?
+        }
         Op::Sqrt => t(0)?.sqrt()?,
         Op::MaxPool {
             kernel,
@@ -820,6 +856,7 @@ impl Compiler {
         }
         let outputs: Vec<String> = model.outputs.iter().map(|o| resolve(o)).collect();
         c.fuse_gelu();
+        c.fuse_hardswish();
         let steps = c.lower(&outputs)?;
         c.finish(steps, &model.inputs, &outputs, model.metadata)
     }
@@ -909,6 +946,63 @@ impl Compiler {
             self.nodes[add] = None;
             self.nodes[mul] = None;
             self.nodes[half] = Some(gelu);
+        }
+    }
+
+    /// `x · clip(x + 3, 0, 6) / 6` (as Paddle exports hard-swish) becomes one `HardSwish` node.
+    fn fuse_hardswish(&mut self) {
+        let users = self.users();
+        let only = |name: &str| -> Option<usize> {
+            match users.get(name).map(Vec::as_slice) {
+                Some([one]) => Some(*one),
+                _ => None,
+            }
+        };
+        for i in 0..self.nodes.len() {
+            let Some(add) = self.nodes[i].clone() else {
+                continue;
+            };
+            if add.op_type != "Add" || add.inputs.len() != 2 {
+                continue;
+            }
+            let chain = (|| {
+                let (x, three) = match (self.scalar(&add.inputs[0]), self.scalar(&add.inputs[1])) {
+                    (_, Some(v)) => (add.inputs[0].clone(), v),
+                    (Some(v), _) => (add.inputs[1].clone(), v),
+                    _ => return None,
+                };
+                (three == 3.0).then_some(())?;
+                let clip = only(&add.outputs[0])?;
+                let clip_n = self.nodes[clip].as_ref()?;
+                let bound = |k: usize| clip_n.inputs.get(k).and_then(|n| self.scalar(n));
+                (clip_n.op_type == "Clip" && bound(1)? == 0.0 && bound(2)? == 6.0).then_some(())?;
+                let mul = only(&clip_n.outputs[0])?;
+                let mul_n = self.nodes[mul].as_ref()?;
+                (mul_n.op_type == "Mul" && Self::other_input(mul_n, &clip_n.outputs[0])? == x)
+                    .then_some(())?;
+                let div = only(&mul_n.outputs[0])?;
+                let div_n = self.nodes[div].as_ref()?;
+                let by = self.scalar(Self::other_input(div_n, &mul_n.outputs[0])?)?;
+                let sixth = match div_n.op_type.as_str() {
+                    "Div" => div_n.inputs[0] == mul_n.outputs[0] && by == 6.0,
+                    "Mul" => (by - 1.0 / 6.0).abs() < 1e-6,
+                    _ => false,
+                };
+                sixth.then_some((x, clip, mul, div, div_n.outputs[0].clone()))
+            })();
+            let Some((x, clip, mul, div, out)) = chain else {
+                continue;
+            };
+            self.nodes[i] = None;
+            self.nodes[clip] = None;
+            self.nodes[mul] = None;
+            self.nodes[div] = Some(Node {
+                op_type: "HardSwish".into(),
+                name: format!("hardswish:{out}"),
+                inputs: vec![x],
+                outputs: vec![out],
+                attributes: HashMap::new(),
+            });
         }
     }
 
@@ -1243,6 +1337,53 @@ impl Compiler {
                 },
                 "Slice" => Op::Slice,
                 "Shape" => Op::Shape,
+                "Clip" => {
+                    // Opset 11 on: bounds as (optional) constant inputs; before: attributes.
+                    let bound = |k: usize, attr: &str, default: f32| -> Result<f32, GraphError> {
+                        match node.inputs.get(k).filter(|s| !s.is_empty()) {
+                            Some(name) => self.scalar(name).ok_or_else(|| {
+                                GraphError::Unsupported("Clip bounds must be constants".into())
+                            }),
+                            None => Ok(node.float(attr).unwrap_or(default)),
+                        }
+                    };
+                    Op::Clip {
+                        min: bound(1, "min", f32::NEG_INFINITY)?,
+                        max: bound(2, "max", f32::INFINITY)?,
+                    }
+                }
+                "Split" => {
+                    // One `Narrow` step per output.
+                    let axis = node.int("axis").unwrap_or(0);
+                    let sizes: Option<Vec<usize>> = match node.inputs.get(1) {
+                        Some(name) if !name.is_empty() => match self.constants.get(name) {
+                            Some(onnx::Tensor {
+                                data: TensorData::I64(v),
+                                ..
+                            }) => Some(v.iter().map(|&x| x.max(0) as usize).collect()),
+                            _ => return unsupported("Split sizes must be a constant"),
+                        },
+                        _ => node
+                            .ints("split")
+                            .map(|v| v.iter().map(|&x| x.max(0) as usize).collect()),
+                    };
+                    let Some(sizes) = sizes else {
+                        return unsupported("Split into equal parts of an unknown size");
+                    };
+                    if sizes.len() != node.outputs.len() {
+                        return unsupported("Split sizes do not match its outputs");
+                    }
+                    let mut start = 0;
+                    for (len, out) in sizes.into_iter().zip(&node.outputs) {
+                        steps.push((
+                            Op::Narrow { axis, start, len },
+                            vec![node.inputs[0].clone()],
+                            out.clone(),
+                        ));
+                        start += len;
+                    }
+                    continue;
+                }
                 other => return unsupported(format!("operator {other} is not supported")),
             };
             let inputs = node
@@ -1349,9 +1490,10 @@ impl Compiler {
         let input = id(inputs
             .first()
             .ok_or_else(|| GraphError::Unsupported("the graph has no input".into()))?);
-        let output = id(outputs
-            .first()
-            .ok_or_else(|| GraphError::Unsupported("the graph has no output".into()))?);
+        if outputs.is_empty() {
+            return unsupported("the graph has no output");
+        }
+        let outputs: Vec<usize> = outputs.iter().map(|o| id(o)).collect();
         let mut compiled: Vec<Step> = steps
             .into_iter()
             .map(|(op, ins, out)| Step {
@@ -1384,7 +1526,7 @@ impl Compiler {
             }
         }
         for (slot, step_index) in last_use {
-            if slot != output && !is_const.contains(&slot) {
+            if !outputs.contains(&slot) && !is_const.contains(&slot) {
                 compiled[step_index].free.push(slot);
             }
         }
@@ -1393,7 +1535,7 @@ impl Compiler {
             constants,
             slots: ids.len(),
             input,
-            output,
+            outputs,
             metadata,
         })
     }

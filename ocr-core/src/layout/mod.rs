@@ -1,0 +1,312 @@
+//! Layout: grouping lines (already in reading order) into blocks, and telling headings by size
+//! ([`blocks_from_lines`]), then, where the layout model found regions on the page
+//! ([`regions`]), giving blocks the region's kind and keeping each region's lines together
+//! ([`blocks_in_regions`]).
+
+pub mod regions;
+
+use crate::document::{BBox, Block, BlockKind, Line};
+use regions::{Region, RegionKind};
+
+/// Groups consecutive lines into paragraphs: a line joins the block above it when it is close
+/// below it, overlaps it horizontally and has a similar size. Lines clearly larger than the
+/// page's body text become headings (level 1 for the largest sizes, 2 and 3 below).
+pub fn blocks_from_lines(lines: Vec<Line>) -> Vec<Block> {
+    let body = median_height(&lines);
+    paragraphs(lines, body)
+}
+
+/// [`blocks_from_lines`] with the body text height given (the page's, for a region's lines).
+fn paragraphs(lines: Vec<Line>, body: f32) -> Vec<Block> {
+    let mut blocks: Vec<(Vec<Line>, f32)> = Vec::new();
+    for line in lines {
+        let h = line.bbox.height().max(1.0);
+        let joins = blocks
+            .last()
+            .and_then(|(ls, _)| ls.last())
+            .is_some_and(|prev| {
+                let ph = prev.bbox.height().max(1.0);
+                let gap = line.bbox.y0 - prev.bbox.y1;
+                let overlap = line.bbox.x1.min(prev.bbox.x1) - line.bbox.x0.max(prev.bbox.x0);
+                let similar = h.max(ph) / h.min(ph) < 1.3;
+                similar && gap > -0.5 * ph && gap < 0.8 * ph.max(h) && overlap > 0.0
+            });
+        match blocks.last_mut() {
+            Some((ls, _)) if joins => ls.push(line),
+            _ => blocks.push((vec![line], h)),
+        }
+    }
+    blocks
+        .into_iter()
+        .map(|(lines, h)| {
+            let kind = heading_level(h, body, &lines)
+                .map_or(BlockKind::Paragraph, |level| BlockKind::Heading { level });
+            Block::from_lines(kind, lines)
+        })
+        .collect()
+}
+
+/// Share of a line's area a region must cover to hold the line.
+const MIN_LINE_COVER: f32 = 0.5;
+
+/// Blocks of a page whose layout regions are known. Each line goes to the region covering most of
+/// it (at least half; among equals the smaller, more specific region). The lines of one region
+/// stay together, placed where its first line falls in the given reading order, so that a column,
+/// sidebar or caption is not interleaved with its neighbours; page headers come first and footers
+/// last. Lines of a region are cut into paragraphs as [`blocks_from_lines`] does, and take the
+/// region's kind: header, footer, caption, formula, figure, table, or a heading for a title
+/// (levels by size against the page's body text). Lines in no region keep their place and are
+/// grouped by geometry alone; a lone page number at the top or bottom of the page is marked as a
+/// header or footer either way.
+pub fn blocks_in_regions(lines: Vec<Line>, regions: &[Region], page_height: f32) -> Vec<Block> {
+    let body = median_height(&lines);
+    // The region of each line.
+    let owner: Vec<Option<usize>> = lines
+        .iter()
+        .map(|line| {
+            let area = (line.bbox.width() * line.bbox.height()).max(1e-3);
+            regions
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (i, intersection(&line.bbox, &r.bbox) / area, r))
+                .filter(|(_, cover, _)| *cover >= MIN_LINE_COVER)
+                .max_by(|a, b| {
+                    let size = |r: &Region| r.bbox.width() * r.bbox.height();
+                    // Covers within 10% of each other count as equal: the smaller region wins.
+                    if (a.1 - b.1).abs() > 0.1 {
+                        a.1.total_cmp(&b.1)
+                    } else {
+                        size(b.2).total_cmp(&size(a.2))
+                    }
+                })
+                .map(|(i, _, _)| i)
+        })
+        .collect();
+    // Units: a region's lines, or a run of consecutive lines in no region.
+    let mut units: Vec<(Option<RegionKind>, Vec<Line>)> = Vec::new();
+    let mut unit_of_region: Vec<Option<usize>> = vec![None; regions.len()];
+    for (line, owner) in lines.into_iter().zip(owner) {
+        match owner {
+            Some(r) => match unit_of_region[r] {
+                Some(u) => units[u].1.push(line),
+                None => {
+                    unit_of_region[r] = Some(units.len());
+                    units.push((Some(regions[r].kind), vec![line]));
+                }
+            },
+            None => match page_number_place(&line, page_height) {
+                Some(kind) => units.push((Some(kind), vec![line])),
+                None => match units.last_mut() {
+                    Some((None, ls)) => ls.push(line),
+                    _ => units.push((None, vec![line])),
+                },
+            },
+        }
+    }
+    // Headers first, footers last, the rest in the order of their first lines.
+    let rank = |kind: Option<RegionKind>| match kind {
+        Some(RegionKind::Header) => 0,
+        Some(RegionKind::Footer) => 2,
+        _ => 1,
+    };
+    units.sort_by_key(|(kind, _)| rank(*kind));
+    let mut blocks = Vec::new();
+    for (kind, lines) in units {
+        let mut these = paragraphs(lines, body);
+        for block in &mut these {
+            block.kind = match kind {
+                Some(RegionKind::Header) => BlockKind::Header,
+                Some(RegionKind::Footer) => BlockKind::Footer,
+                Some(RegionKind::FigureCaption | RegionKind::TableCaption) => BlockKind::Caption,
+                Some(RegionKind::Equation) => BlockKind::Formula,
+                Some(RegionKind::Figure) => BlockKind::Figure,
+                Some(RegionKind::Table) => BlockKind::Table,
+                Some(RegionKind::Title) => {
+                    let h = median_height(&block.lines);
+                    BlockKind::Heading {
+                        level: heading_level(h, body, &block.lines).unwrap_or(3),
+                    }
+                }
+                Some(RegionKind::Text | RegionKind::Reference) | None => block.kind,
+            };
+        }
+        blocks.extend(these);
+    }
+    blocks
+}
+
+/// Header or footer, for a line that is only a page number in the top or bottom tenth of the page.
+fn page_number_place(line: &Line, page_height: f32) -> Option<RegionKind> {
+    if page_height <= 0.0 || !is_page_number(&line.text) {
+        None
+    } else if line.bbox.y1 <= 0.1 * page_height {
+        Some(RegionKind::Header)
+    } else if line.bbox.y0 >= 0.9 * page_height {
+        Some(RegionKind::Footer)
+    } else {
+        None
+    }
+}
+
+/// A block that is only a page number ("7", "- 7 -", "Page 7", "vii", "7 of 20") in the top or
+/// bottom tenth of the page is a header or footer.
+pub fn mark_page_numbers(blocks: &mut [Block], page_height: f32) {
+    if page_height <= 0.0 {
+        return;
+    }
+    for block in blocks.iter_mut() {
+        if block.lines.len() != 1 || !matches!(block.kind, BlockKind::Paragraph) {
+            continue;
+        }
+        let text = block.text();
+        if !is_page_number(&text) {
+            continue;
+        }
+        if block.bbox.y1 <= 0.1 * page_height {
+            block.kind = BlockKind::Header;
+        } else if block.bbox.y0 >= 0.9 * page_height {
+            block.kind = BlockKind::Footer;
+        }
+    }
+}
+
+fn is_page_number(text: &str) -> bool {
+    let t = text
+        .trim()
+        .trim_matches(|c: char| c == '-' || c == '–' || c == '—' || c.is_whitespace());
+    let t = t
+        .strip_prefix("Page ")
+        .or_else(|| t.strip_prefix("page "))
+        .or_else(|| t.strip_prefix("p. "))
+        .unwrap_or(t);
+    let mut parts = t.split(" of ");
+    let number = |p: &str| {
+        let p = p.trim();
+        (!p.is_empty() && p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit()))
+            || (!p.is_empty()
+                && p.len() <= 6
+                && p.chars().all(|c| matches!(c, 'i' | 'v' | 'x' | 'l' | 'c')))
+    };
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(a), None, _) => number(a),
+        (Some(a), Some(b), None) => number(a) && number(b),
+        _ => false,
+    }
+}
+
+fn intersection(a: &BBox, b: &BBox) -> f32 {
+    (a.x1.min(b.x1) - a.x0.max(b.x0)).max(0.0) * (a.y1.min(b.y1) - a.y0.max(b.y0)).max(0.0)
+}
+
+fn median_height(lines: &[Line]) -> f32 {
+    let mut hs: Vec<f32> = lines.iter().map(|l| l.bbox.height()).collect();
+    if hs.is_empty() {
+        return 0.0;
+    }
+    hs.sort_by(f32::total_cmp);
+    hs[hs.len() / 2]
+}
+
+/// A short block (at most three lines) of clearly larger text than the body is a heading.
+fn heading_level(height: f32, body: f32, lines: &[Line]) -> Option<u8> {
+    if body <= 0.0 || lines.len() > 3 {
+        return None;
+    }
+    let words: usize = lines.iter().map(|l| l.words.len()).sum();
+    if words > 20 {
+        return None;
+    }
+    let ratio = height / body;
+    match ratio {
+        r if r >= 1.8 => Some(1),
+        r if r >= 1.4 => Some(2),
+        r if r >= 1.2 => Some(3),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::document::{BBox, Word};
+
+    fn line(text: &str, x0: f32, y0: f32, height: f32) -> Line {
+        Line::from_words(vec![Word {
+            text: text.into(),
+            bbox: BBox::new(x0, y0, x0 + 200.0, y0 + height),
+            confidence: 1.0,
+        }])
+    }
+
+    #[test]
+    fn close_lines_form_paragraphs_and_large_lines_headings() {
+        let lines = vec![
+            line("Title", 0.0, 0.0, 40.0),
+            line("one", 0.0, 60.0, 20.0),
+            line("two", 0.0, 84.0, 20.0),
+            line("three", 0.0, 150.0, 20.0),
+        ];
+        let blocks = blocks_from_lines(lines);
+        let shape: Vec<(BlockKind, usize)> =
+            blocks.iter().map(|b| (b.kind, b.lines.len())).collect();
+        assert_eq!(
+            shape,
+            [
+                (BlockKind::Heading { level: 1 }, 1),
+                (BlockKind::Paragraph, 2),
+                (BlockKind::Paragraph, 1)
+            ]
+        );
+    }
+
+    fn region(kind: RegionKind, x0: f32, y0: f32, x1: f32, y1: f32) -> Region {
+        Region {
+            kind,
+            bbox: BBox::new(x0, y0, x1, y1),
+            score: 0.9,
+        }
+    }
+
+    #[test]
+    fn regions_give_kinds_keep_columns_together_and_put_headers_first() {
+        // Lines as a row-by-row reading would give them: the two columns interleaved, the
+        // running header in the middle of the list, the page number last but one.
+        let lines = vec![
+            line("left one", 0.0, 100.0, 20.0),
+            line("right one", 300.0, 100.0, 20.0),
+            line("Running head", 0.0, 10.0, 14.0),
+            line("left two", 0.0, 124.0, 20.0),
+            line("right two", 300.0, 124.0, 20.0),
+            line("12", 250.0, 960.0, 14.0),
+            line("Figure 1: a caption", 0.0, 400.0, 20.0),
+        ];
+        let regions = [
+            region(RegionKind::Text, 0.0, 95.0, 210.0, 150.0),
+            region(RegionKind::Text, 295.0, 95.0, 510.0, 150.0),
+            region(RegionKind::Header, 0.0, 5.0, 210.0, 30.0),
+            region(RegionKind::FigureCaption, 0.0, 395.0, 210.0, 425.0),
+        ];
+        let blocks = blocks_in_regions(lines, &regions, 1000.0);
+        let got: Vec<(BlockKind, String)> = blocks.iter().map(|b| (b.kind, b.text())).collect();
+        assert_eq!(
+            got,
+            [
+                (BlockKind::Header, "Running head".to_string()),
+                (BlockKind::Paragraph, "left one\nleft two".to_string()),
+                (BlockKind::Paragraph, "right one\nright two".to_string()),
+                (BlockKind::Caption, "Figure 1: a caption".to_string()),
+                (BlockKind::Footer, "12".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn page_numbers_are_told_from_numbers_in_the_text() {
+        for yes in ["7", "- 7 -", "Page 7", "vii", "7 of 20", "page 12 of 30"] {
+            assert!(is_page_number(yes), "{yes}");
+        }
+        for no in ["7 apples", "2024-117", "Total 12", "", "Chapter 7"] {
+            assert!(!is_page_number(no), "{no}");
+        }
+    }
+}
