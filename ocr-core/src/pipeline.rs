@@ -34,6 +34,8 @@ pub struct RecognizeOptions {
     pub no_page_rotation: bool,
     /// Each page is one line of text: recognise it whole, without detection.
     pub single_line: bool,
+    /// Skip the layout model even when it is loaded: blocks by geometry alone.
+    pub no_layout: bool,
 }
 
 /// The OCR engine: the loaded models (if any) and the per-page logic.
@@ -84,9 +86,16 @@ impl Engine {
 
     /// Blocks from lines in reading order: within the layout model's regions when it is loaded
     /// (it looks at `image`), by geometry alone otherwise.
-    fn blocks(&self, lines: Vec<Line>, image: Option<&RgbImage>, page_height: f32) -> Vec<Block> {
+    fn blocks(
+        &self,
+        lines: Vec<Line>,
+        image: Option<&RgbImage>,
+        page_height: f32,
+        options: &RecognizeOptions,
+    ) -> Vec<Block> {
         if let (Some(layout), Some(image)) = (&self.layout, image)
             && !lines.is_empty()
+            && !options.no_layout
         {
             // The layout model failing is not the page failing: its blocks are then made by
             // geometry alone.
@@ -145,13 +154,13 @@ impl Engine {
         if is_pdf && !options.force_ocr {
             let parts = PageParts {
                 // The layout model looks at the rendered page.
-                image: want_image || self.layout.is_some(),
+                image: want_image || (self.layout.is_some() && !options.no_layout),
                 text_layer: true,
             };
             match file.page(index, parts) {
                 Ok(mut decoded) if decoded.text_layer.as_ref().is_some_and(|l| l.is_usable()) => {
                     let image = decoded.image.take().map(|i| i.pixels);
-                    let page = self.page_from_text_layer(decoded, image.as_ref());
+                    let page = self.page_from_text_layer(decoded, image.as_ref(), options);
                     return (page, image.filter(|_| want_image));
                 }
                 Ok(_) => {}
@@ -164,7 +173,12 @@ impl Engine {
         }
     }
 
-    fn page_from_text_layer(&self, decoded: DecodedPage, image: Option<&RgbImage>) -> Page {
+    fn page_from_text_layer(
+        &self,
+        decoded: DecodedPage,
+        image: Option<&RgbImage>,
+        options: &RecognizeOptions,
+    ) -> Page {
         let mut page = empty_page(&decoded);
         if let Some(layer) = decoded.text_layer {
             page.language = ocr::lang::detect_script(
@@ -176,7 +190,7 @@ impl Engine {
                     .join(" "),
             )
             .map(str::to_string);
-            page.blocks = self.blocks(layer.lines, image, page.height as f32);
+            page.blocks = self.blocks(layer.lines, image, page.height as f32, options);
         }
         page.outcome = PageOutcome::Done {
             source: TextSource::TextLayer,
@@ -228,7 +242,7 @@ impl Engine {
                 page.blocks = if options.single_line {
                     blocks_from_lines(lines)
                 } else {
-                    self.blocks(lines, Some(&image), image.height() as f32)
+                    self.blocks(lines, Some(&image), image.height() as f32, options)
                 };
                 page.outcome = PageOutcome::Done {
                     source: TextSource::Recognition,

@@ -8,4 +8,5 @@ mod kernels;
 mod parity;
 mod pdf;
 mod recognize;
+mod structure;
 mod tiff;

@@ -52,9 +52,32 @@ fn block(block: &Block) -> Option<String> {
                 text.join(" ")
             )
         }
-        BlockKind::ListItem => format!("- {}", text.join(" ")),
+        BlockKind::ListItem => list_item(block),
         _ => text.join("\n"),
     })
+}
+
+/// A list item: its own number kept (`3. text`), any other marker (bullets, letters, roman
+/// numerals) as `- `, the item's lines joined.
+fn list_item(block: &Block) -> String {
+    let joined = block
+        .lines
+        .iter()
+        .map(|l| l.text.trim())
+        .collect::<Vec<_>>()
+        .join(" ");
+    match ocr_core::layout::list_marker(&joined) {
+        Some((marker, rest)) => {
+            let number = marker.trim_end_matches(['.', ')']);
+            if !number.is_empty() && number.len() <= 3 && number.chars().all(|c| c.is_ascii_digit())
+            {
+                format!("{number}. {}", escape(rest))
+            } else {
+                format!("- {}", escape(rest))
+            }
+        }
+        None => format!("- {}", escape(&joined)),
+    }
 }
 
 /// A pipe table; each cell's text on one line, escaped (pipes included).
@@ -65,7 +88,7 @@ fn pipe_table(table: &Table) -> String {
         let mut line = String::from("|");
         for c in 0..columns {
             let text = cells.get(c).map_or(String::new(), |t| {
-                escape(&t.split_whitespace().collect::<Vec<_>>().join(" "))
+                escape_inline(&t.split_whitespace().collect::<Vec<_>>().join(" "))
             });
             line.push(' ');
             line.push_str(&text);
@@ -84,6 +107,19 @@ fn pipe_table(table: &Table) -> String {
 /// characters that start a heading, list, quote, thematic break or numbered item at the
 /// start of a line.
 pub(crate) fn escape(line: &str) -> String {
+    let mut out = escape_inline(line);
+    let digits = out.len() - out.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    if out.starts_with(['-', '+', '=']) {
+        out.insert(0, '\\');
+    } else if digits > 0 && out[digits..].starts_with(['.', ')']) {
+        out.insert(digits, '\\');
+    }
+    out
+}
+
+/// The inline part of [`escape`]: what is markup anywhere in a line (a table cell needs no more:
+/// a cell's text never starts a line).
+fn escape_inline(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut chars = line.trim().chars().peekable();
     while let Some(c) = chars.next() {
@@ -101,12 +137,6 @@ pub(crate) fn escape(line: &str) -> String {
             out.push('\\');
         }
         out.push(c);
-    }
-    let digits = out.len() - out.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-    if out.starts_with(['-', '+', '=']) {
-        out.insert(0, '\\');
-    } else if digits > 0 && out[digits..].starts_with(['.', ')']) {
-        out.insert(digits, '\\');
     }
     out
 }

@@ -56,6 +56,10 @@ pub struct Args {
     /// Each page is a single line of text (a line crop): recognise it without detection.
     #[arg(long)]
     single_line: bool,
+    /// Skip the layout model (regions: headers, footers, titles, captions, columns): blocks by
+    /// geometry alone, a little faster.
+    #[arg(long)]
+    no_layout: bool,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -121,6 +125,7 @@ fn recognize(args: &Args) -> anyhow::Result<usize> {
         pages,
         language: Some(args.language.clone()),
         no_page_rotation: args.no_rotate,
+        no_layout: args.no_layout,
         single_line: args.single_line,
     };
     engine

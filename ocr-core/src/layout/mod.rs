@@ -4,13 +4,16 @@
 //! ([`blocks_in_regions`]).
 
 pub mod regions;
+pub mod table;
 
 use crate::document::{BBox, Block, BlockKind, Line};
 use regions::{Region, RegionKind};
 
 /// Groups consecutive lines into paragraphs: a line joins the block above it when it is close
 /// below it, overlaps it horizontally and has a similar size. Lines clearly larger than the
-/// page's body text become headings (level 1 for the largest sizes, 2 and 3 below).
+/// page's body text become headings (level 1 for the largest sizes, 2 and 3 below). A line that
+/// starts with a bullet or an item number (`•`, `-`, `1.`, `2)`, `(c)`, `iv.`) starts a list
+/// item; the lines below it join the item while they are not left of its text.
 pub fn blocks_from_lines(lines: Vec<Line>) -> Vec<Block> {
     let body = median_height(&lines);
     paragraphs(lines, body)
@@ -31,6 +34,13 @@ fn paragraphs(lines: Vec<Line>, body: f32) -> Vec<Block> {
                 let similar = h.max(ph) / h.min(ph) < 1.3;
                 similar && gap > -0.5 * ph && gap < 0.8 * ph.max(h) && overlap > 0.0
             });
+        let item = list_marker(&line.text).is_some();
+        // An item's continuation lines are indented at least to the item's first line.
+        let joins = joins
+            && !item
+            && blocks.last().is_none_or(|(ls, _)| {
+                list_marker(&ls[0].text).is_none() || line.bbox.x0 >= ls[0].bbox.x0 + 0.3 * h
+            });
         match blocks.last_mut() {
             Some((ls, _)) if joins => ls.push(line),
             _ => blocks.push((vec![line], h)),
@@ -39,8 +49,12 @@ fn paragraphs(lines: Vec<Line>, body: f32) -> Vec<Block> {
     blocks
         .into_iter()
         .map(|(lines, h)| {
-            let kind = heading_level(h, body, &lines)
-                .map_or(BlockKind::Paragraph, |level| BlockKind::Heading { level });
+            let kind = if list_marker(&lines[0].text).is_some() {
+                BlockKind::ListItem
+            } else {
+                heading_level(h, body, &lines)
+                    .map_or(BlockKind::Paragraph, |level| BlockKind::Heading { level })
+            };
             Block::from_lines(kind, lines)
         })
         .collect()
@@ -54,7 +68,8 @@ const MIN_LINE_COVER: f32 = 0.5;
 /// stay together, placed where its first line falls in the given reading order, so that a column,
 /// sidebar or caption is not interleaved with its neighbours; page headers come first and footers
 /// last. Lines of a region are cut into paragraphs as [`blocks_from_lines`] does, and take the
-/// region's kind: header, footer, caption, formula, figure, table, or a heading for a title
+/// region's kind: header, footer, caption, formula, figure, table (one block, with the cell grid
+/// its words' geometry gives, [`table::grid_from_lines`]), or a heading for a title
 /// (levels by size against the page's body text). Lines in no region keep their place and are
 /// grouped by geometry alone; a lone page number at the top or bottom of the page is marked as a
 /// header or footer either way.
@@ -65,10 +80,17 @@ pub fn blocks_in_regions(lines: Vec<Line>, regions: &[Region], page_height: f32)
         .iter()
         .map(|line| {
             let area = (line.bbox.width() * line.bbox.height()).max(1e-3);
+            // Region boxes are loose at their edges (a first line's ascenders, a last line's
+            // descenders fall outside): each is widened by half a body line.
+            let m = 0.5 * body;
             regions
                 .iter()
                 .enumerate()
-                .map(|(i, r)| (i, intersection(&line.bbox, &r.bbox) / area, r))
+                .map(|(i, r)| {
+                    let b = &r.bbox;
+                    let wide = BBox::new(b.x0 - m, b.y0 - m, b.x1 + m, b.y1 + m);
+                    (i, intersection(&line.bbox, &wide) / area, r)
+                })
                 .filter(|(_, cover, _)| *cover >= MIN_LINE_COVER)
                 .max_by(|a, b| {
                     let size = |r: &Region| r.bbox.width() * r.bbox.height();
@@ -112,6 +134,14 @@ pub fn blocks_in_regions(lines: Vec<Line>, regions: &[Region], page_height: f32)
     units.sort_by_key(|(kind, _)| rank(*kind));
     let mut blocks = Vec::new();
     for (kind, lines) in units {
+        if kind == Some(RegionKind::Table)
+            && let Some(grid) = table::grid_from_lines(&lines)
+        {
+            let mut block = Block::from_lines(BlockKind::Table, lines);
+            block.table = Some(grid);
+            blocks.push(block);
+            continue;
+        }
         let mut these = paragraphs(lines, body);
         for block in &mut these {
             block.kind = match kind {
@@ -192,6 +222,50 @@ fn is_page_number(text: &str) -> bool {
         (Some(a), Some(b), None) => number(a) && number(b),
         _ => false,
     }
+}
+
+/// The list marker a line starts with, and the text after it: a bullet (`•`, `◦`, `▪`, `‣`,
+/// `·`, `-`, `–`, `*`, ``) followed by a space, or an item number (`1.`, `12)`, `(3)`, `a.`,
+/// `(b)`, `iv.`) followed by a space and more text.
+pub fn list_marker(text: &str) -> Option<(&str, &str)> {
+    let t = text.trim_start();
+    let (marker, rest) = t.split_once(' ')?;
+    let rest = rest.trim_start();
+    if rest.is_empty() {
+        return None;
+    }
+    let bullet = matches!(
+        marker,
+        "•" | "◦"
+            | "▪"
+            | "‣"
+            | "·"
+            | "-"
+            | "–"
+            | "*"
+            | "\u{f0b7}"
+            | "●"
+            | "○"
+            | "■"
+            | "□"
+            | "➢"
+            | "►"
+    );
+    let numbered = {
+        let inner = marker
+            .strip_prefix('(')
+            .and_then(|m| m.strip_suffix(')'))
+            .or_else(|| marker.strip_suffix('.'))
+            .or_else(|| marker.strip_suffix(')'));
+        inner.is_some_and(|n| {
+            (!n.is_empty() && n.len() <= 3 && n.chars().all(|c| c.is_ascii_digit()))
+                || (n.len() == 1 && n.chars().all(|c| c.is_ascii_lowercase()))
+                || (!n.is_empty()
+                    && n.len() <= 4
+                    && n.chars().all(|c| matches!(c, 'i' | 'v' | 'x')))
+        })
+    };
+    (bullet || numbered).then_some((marker, rest))
 }
 
 fn intersection(a: &BBox, b: &BBox) -> f32 {
@@ -298,6 +372,36 @@ mod tests {
                 (BlockKind::Footer, "12".to_string()),
             ]
         );
+    }
+
+    #[test]
+    fn bullets_and_numbers_start_list_items_that_keep_their_indented_lines() {
+        let lines = vec![
+            line("Steps:", 0.0, 0.0, 20.0),
+            line("1. Open the valve", 0.0, 24.0, 20.0),
+            line("slowly.", 20.0, 48.0, 20.0),
+            line("2. Close it", 0.0, 72.0, 20.0),
+            line("• a bullet", 0.0, 96.0, 20.0),
+            line("Then the text goes on.", 0.0, 120.0, 20.0),
+        ];
+        let blocks = blocks_from_lines(lines);
+        let got: Vec<(BlockKind, String)> = blocks.iter().map(|b| (b.kind, b.text())).collect();
+        assert_eq!(
+            got,
+            [
+                (BlockKind::Paragraph, "Steps:".to_string()),
+                (
+                    BlockKind::ListItem,
+                    "1. Open the valve\nslowly.".to_string()
+                ),
+                (BlockKind::ListItem, "2. Close it".to_string()),
+                (BlockKind::ListItem, "• a bullet".to_string()),
+                (BlockKind::Paragraph, "Then the text goes on.".to_string()),
+            ]
+        );
+        for no in ["2024. A year", "1.5 litres", "-", "Total 12", "e.g. this"] {
+            assert!(list_marker(no).is_none(), "{no}");
+        }
     }
 
     #[test]
