@@ -144,19 +144,28 @@ pub fn blocks_in_regions(lines: Vec<Line>, regions: &[Region], page_height: f32)
         }
         let mut these = paragraphs(lines, body);
         for block in &mut these {
+            let h = median_height(&block.lines);
+            let words: usize = block.lines.iter().map(|l| l.words.len()).sum();
+            // Larger than the body text: a heading, whatever the region says (a section title
+            // at the top of a page is easily taken for a running header).
+            let larger = heading_level(h, body, &block.lines);
             block.kind = match kind {
+                Some(RegionKind::Header | RegionKind::Footer) if larger.is_some() => block.kind,
                 Some(RegionKind::Header) => BlockKind::Header,
                 Some(RegionKind::Footer) => BlockKind::Footer,
                 Some(RegionKind::FigureCaption | RegionKind::TableCaption) => BlockKind::Caption,
                 Some(RegionKind::Equation) => BlockKind::Formula,
                 Some(RegionKind::Figure) => BlockKind::Figure,
                 Some(RegionKind::Table) => BlockKind::Table,
-                Some(RegionKind::Title) => {
-                    let h = median_height(&block.lines);
-                    BlockKind::Heading {
-                        level: heading_level(h, body, &block.lines).unwrap_or(3),
+                // A title region's block is a heading when it is larger than the body text, or
+                // one short line (a bold run-in title at body size); else the region is wrong.
+                Some(RegionKind::Title) => match larger {
+                    Some(level) => BlockKind::Heading { level },
+                    None if block.lines.len() == 1 && words <= 12 => {
+                        BlockKind::Heading { level: 3 }
                     }
-                }
+                    None => block.kind,
+                },
                 Some(RegionKind::Text | RegionKind::Reference) | None => block.kind,
             };
         }
