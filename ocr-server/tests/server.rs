@@ -610,7 +610,11 @@ async fn larger_files_are_queued_and_nothing_of_the_upload_remains() {
     pdf.extend_from_slice(format!("\n% {marker}\n").as_bytes());
     let (code, job) = s.submit(None, &[("file", &pdf)]).await;
     assert_eq!(code, StatusCode::ACCEPTED, "{job}");
-    assert_eq!(job["status"], "pending");
+    // Queued; a worker polling the queue may already have claimed it when the reply is built.
+    assert!(
+        job["status"] == "pending" || job["status"] == "processing",
+        "{job}"
+    );
     let uuid = job["uuid"].as_str().unwrap().to_string();
     // While it waits, downloads are refused with 409 (unless it is already done).
     let (code, _, _) = s
