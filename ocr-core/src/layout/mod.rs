@@ -190,21 +190,14 @@ fn page_number_place(line: &Line, page_height: f32) -> Option<RegionKind> {
 /// A block that is only a page number ("7", "- 7 -", "Page 7", "vii", "7 of 20") in the top or
 /// bottom tenth of the page is a header or footer.
 pub fn mark_page_numbers(blocks: &mut [Block], page_height: f32) {
-    if page_height <= 0.0 {
-        return;
-    }
     for block in blocks.iter_mut() {
         if block.lines.len() != 1 || !matches!(block.kind, BlockKind::Paragraph) {
             continue;
         }
-        let text = block.text();
-        if !is_page_number(&text) {
-            continue;
-        }
-        if block.bbox.y1 <= 0.1 * page_height {
-            block.kind = BlockKind::Header;
-        } else if block.bbox.y0 >= 0.9 * page_height {
-            block.kind = BlockKind::Footer;
+        match page_number_place(&block.lines[0], page_height) {
+            Some(RegionKind::Header) => block.kind = BlockKind::Header,
+            Some(_) => block.kind = BlockKind::Footer,
+            None => {}
         }
     }
 }

@@ -888,15 +888,32 @@ impl Compiler {
         }
     }
 
+    /// Removes the nodes of a matched chain and puts one `op_type` node from `x` to `out` in the
+    /// place of its last node (`at`), so the graph stays in topological order.
+    fn replace_chain(
+        &mut self,
+        removed: &[usize],
+        at: usize,
+        op_type: &str,
+        x: String,
+        out: String,
+    ) {
+        for &k in removed {
+            self.nodes[k] = None;
+        }
+        self.nodes[at] = Some(Node {
+            op_type: op_type.into(),
+            name: format!("{}:{out}", op_type.to_lowercase()),
+            inputs: vec![x],
+            outputs: vec![out],
+            attributes: HashMap::new(),
+        });
+    }
+
     /// `x / √2 → erf → + 1 → × x → × 0.5` becomes one `Gelu` node.
     fn fuse_gelu(&mut self) {
         let users = self.users();
-        let only = |name: &str| -> Option<usize> {
-            match users.get(name).map(Vec::as_slice) {
-                Some([one]) => Some(*one),
-                _ => None,
-            }
-        };
+        let only = |name: &str| sole_user(&users, name);
         for i in 0..self.nodes.len() {
             let Some(div) = self.nodes[i].clone() else {
                 continue;
@@ -934,30 +951,14 @@ impl Compiler {
             let Some((erf, add, mul, half, out)) = chain else {
                 continue;
             };
-            let gelu = Node {
-                op_type: "Gelu".into(),
-                name: format!("gelu:{out}"),
-                inputs: vec![x],
-                outputs: vec![out],
-                attributes: HashMap::new(),
-            };
-            self.nodes[i] = None;
-            self.nodes[erf] = None;
-            self.nodes[add] = None;
-            self.nodes[mul] = None;
-            self.nodes[half] = Some(gelu);
+            self.replace_chain(&[i, erf, add, mul], half, "Gelu", x, out);
         }
     }
 
     /// `x · clip(x + 3, 0, 6) / 6` (as Paddle exports hard-swish) becomes one `HardSwish` node.
     fn fuse_hardswish(&mut self) {
         let users = self.users();
-        let only = |name: &str| -> Option<usize> {
-            match users.get(name).map(Vec::as_slice) {
-                Some([one]) => Some(*one),
-                _ => None,
-            }
-        };
+        let only = |name: &str| sole_user(&users, name);
         for i in 0..self.nodes.len() {
             let Some(add) = self.nodes[i].clone() else {
                 continue;
@@ -993,16 +994,7 @@ impl Compiler {
             let Some((x, clip, mul, div, out)) = chain else {
                 continue;
             };
-            self.nodes[i] = None;
-            self.nodes[clip] = None;
-            self.nodes[mul] = None;
-            self.nodes[div] = Some(Node {
-                op_type: "HardSwish".into(),
-                name: format!("hardswish:{out}"),
-                inputs: vec![x],
-                outputs: vec![out],
-                attributes: HashMap::new(),
-            });
+            self.replace_chain(&[i, clip, mul], div, "HardSwish", x, out);
         }
     }
 
@@ -1538,6 +1530,14 @@ impl Compiler {
             outputs,
             metadata,
         })
+    }
+}
+
+/// The one node that uses `name`, if exactly one does.
+fn sole_user(users: &HashMap<String, Vec<usize>>, name: &str) -> Option<usize> {
+    match users.get(name).map(Vec::as_slice) {
+        Some([one]) => Some(*one),
+        _ => None,
     }
 }
 
