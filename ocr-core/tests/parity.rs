@@ -177,3 +177,29 @@ fn layout_matches_onnxruntime() {
         eprintln!("layout output {k}: max abs difference {max_diff:e}");
     }
 }
+
+/// The table-structure model (backbone in the graph runtime, decoding loop in Rust) against the
+/// whole ONNX model, its `Loop` included, on onnxruntime: the same structure tokens, and the same
+/// cell boxes within half a pixel.
+#[test]
+fn table_structure_matches_onnxruntime() {
+    let golden: serde_json::Value = serde_json::from_slice(&fixture("golden/table.json")).unwrap();
+    let want_tokens: Vec<String> = serde_json::from_value(golden["tokens"].clone()).unwrap();
+    let want_boxes: Vec<[f32; 4]> = serde_json::from_value(golden["boxes"].clone()).unwrap();
+    let image = image::load_from_memory(&fixture("golden/table.png"))
+        .unwrap()
+        .to_rgb8();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let model = ocr_core::layout::table_model::TableModel::load(&dir).unwrap();
+    let (tokens, boxes, score) = model.tokens(&image).unwrap();
+    assert_eq!(tokens, want_tokens);
+    assert_eq!(boxes.len(), want_boxes.len());
+    let max_diff = boxes
+        .iter()
+        .zip(&want_boxes)
+        .flat_map(|(b, w)| [b.x0 - w[0], b.y0 - w[1], b.x1 - w[2], b.y1 - w[3]].map(f32::abs))
+        .fold(0f32, f32::max);
+    assert!(max_diff <= 0.5, "cell boxes differ by up to {max_diff} px");
+    assert!(score > 0.5, "mean token probability {score}");
+    eprintln!("table: {} tokens, boxes within {max_diff} px", tokens.len());
+}

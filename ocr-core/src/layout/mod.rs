@@ -5,6 +5,7 @@
 
 pub mod regions;
 pub mod table;
+pub mod table_model;
 
 use crate::document::{BBox, Block, BlockKind, Line};
 use regions::{Region, RegionKind};

@@ -118,6 +118,10 @@ enum Op {
         min: f32,
         max: f32,
     },
+    /// `Cast` to a float (`true`) or an integer type.
+    Cast {
+        to_float: bool,
+    },
     /// One part of a `Split`: `len` entries of `axis` from `start`.
     Narrow {
         axis: i64,
@@ -162,6 +166,15 @@ impl Graph {
     /// Decodes and compiles an ONNX file.
     pub fn from_onnx(bytes: &[u8]) -> Result<Self, GraphError> {
         let model = onnx::Model::parse(bytes)?;
+        Compiler::compile(model)
+    }
+
+    /// Decodes an ONNX file and compiles only what computes the named tensors, which become the
+    /// graph's outputs: the part of a model this runtime runs when the rest (a decoding loop,
+    /// say) is written in Rust.
+    pub fn from_onnx_until(bytes: &[u8], outputs: &[&str]) -> Result<Self, GraphError> {
+        let mut model = onnx::Model::parse(bytes)?;
+        model.outputs = outputs.iter().map(|o| o.to_string()).collect();
         Compiler::compile(model)
     }
 
@@ -274,6 +287,7 @@ impl Op {
             Op::Unsqueeze { .. } => "Unsqueeze",
             Op::Slice => "Slice",
             Op::Shape => "Shape",
+            Op::Cast { .. } => "Cast",
             Op::Clip { .. } => "Clip",
             Op::Narrow { .. } => "Split",
         }
@@ -583,6 +597,18 @@ fn execute(op: &Op, args: &[&Value]) -> Result<Value, GraphError> {
                 }
             }
         }
+        Op::Cast { to_float } => match (args[0], to_float) {
+            (Value::I(v, dims), true) => {
+                let data: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+                Tensor::from_vec(data, dims.as_slice(), &Device::Cpu)?
+            }
+            (Value::F(x), false) => {
+                let dims = x.dims().to_vec();
+                let v = x.flatten_all()?.to_vec1::<f32>()?;
+                return Ok(Value::I(v.iter().map(|&x| x as i64).collect(), dims));
+            }
+            (same, _) => return Ok(same.clone()),
+        },
         Op::Shape => {
             let dims: Vec<i64> = match args[0] {
                 Value::I(_, d) => d.iter().map(|&x| x as i64).collect(),
@@ -855,10 +881,38 @@ impl Compiler {
             }
         }
         let outputs: Vec<String> = model.outputs.iter().map(|o| resolve(o)).collect();
+        c.prune(&outputs);
         c.fuse_gelu();
         c.fuse_hardswish();
         let steps = c.lower(&outputs)?;
         c.finish(steps, &model.inputs, &outputs, model.metadata)
+    }
+
+    /// Drops the nodes no output depends on.
+    fn prune(&mut self, outputs: &[String]) {
+        let mut producer: HashMap<&str, usize> = HashMap::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            for o in node.iter().flat_map(|n| &n.outputs) {
+                producer.insert(o, i);
+            }
+        }
+        let mut needed = vec![false; self.nodes.len()];
+        let mut stack: Vec<&str> = outputs.iter().map(String::as_str).collect();
+        while let Some(name) = stack.pop() {
+            if let Some(&i) = producer.get(name)
+                && !needed[i]
+            {
+                needed[i] = true;
+                if let Some(node) = &self.nodes[i] {
+                    stack.extend(node.inputs.iter().map(String::as_str));
+                }
+            }
+        }
+        for (node, keep) in self.nodes.iter_mut().zip(needed) {
+            if !keep {
+                *node = None;
+            }
+        }
     }
 
     fn users(&self) -> HashMap<String, Vec<usize>> {
@@ -1329,6 +1383,10 @@ impl Compiler {
                 },
                 "Slice" => Op::Slice,
                 "Shape" => Op::Shape,
+                "Cast" => Op::Cast {
+                    // FLOAT, FLOAT16, DOUBLE, BFLOAT16.
+                    to_float: matches!(node.int("to"), Some(1 | 10 | 11 | 16)),
+                },
                 "Clip" => {
                     // Opset 11 on: bounds as (optional) constant inputs; before: attributes.
                     let bound = |k: usize, attr: &str, default: f32| -> Result<f32, GraphError> {

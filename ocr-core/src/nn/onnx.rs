@@ -21,6 +21,7 @@ pub enum DataType {
     Float,
     Int64,
     Int32,
+    Bool,
     Other(i64),
 }
 
@@ -30,6 +31,7 @@ impl DataType {
             1 => Self::Float,
             6 => Self::Int32,
             7 => Self::Int64,
+            9 => Self::Bool,
             other => Self::Other(other),
         }
     }
@@ -302,6 +304,11 @@ fn parse_tensor(b: &[u8]) -> Result<Tensor, OnnxError> {
             Some(raw) => le_words::<4>(raw, &format!("tensor {name}: raw data"))?
                 .map(|w| i64::from(i32::from_le_bytes(w)))
                 .collect(),
+            None => int32s,
+        }),
+        // Booleans are one byte each in raw data, else in the int32 field.
+        DataType::Bool => TensorData::I64(match raw {
+            Some(raw) => raw.iter().map(|&b| i64::from(b != 0)).collect(),
             None => int32s,
         }),
         DataType::Other(code) => {
