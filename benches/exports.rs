@@ -43,6 +43,7 @@ fn exports(c: &mut Criterion) {
         pretty: false,
         images: Some(&images),
         job: None,
+        tables_only: false,
     };
     group.throughput(Throughput::Elements(PAGES as u64));
     for format in Format::ALL {

@@ -11,9 +11,12 @@ use std::sync::Arc;
 use image::RgbImage;
 
 use crate::decode::{DecodedPage, InputFile, PageParts};
-use crate::document::{Block, Document, Line, Page, PageOutcome, Rotation, TextSource};
+use crate::document::{
+    BBox, Block, BlockKind, Document, Line, Page, PageOutcome, Rotation, TextSource, Word,
+};
 use crate::error::{Error, Result};
-use crate::layout::regions::{LayoutModel, MIN_REGION_SCORE};
+use crate::layout::regions::{LayoutModel, MIN_REGION_SCORE, Region, RegionKind};
+use crate::layout::table_model::TableModel;
 use crate::layout::{blocks_from_lines, blocks_in_regions, mark_page_numbers};
 use crate::ocr::{self, ModelSize, OcrModels};
 
@@ -36,6 +39,13 @@ pub struct RecognizeOptions {
     pub single_line: bool,
     /// Skip the layout model even when it is loaded: blocks by geometry alone.
     pub no_layout: bool,
+    /// Skip the table-structure model even when it is loaded: table cells from the words'
+    /// positions alone.
+    pub no_table_model: bool,
+    /// The document is read for its tables (`tool=extract-tables`): a page image the layout model
+    /// finds no table on is also tried whole, as one table (a table photographed or cropped on
+    /// its own), and kept as such when the table-structure model sees a filled grid in it.
+    pub extract_tables: bool,
 }
 
 /// The OCR engine: the loaded models (if any) and the per-page logic.
@@ -43,6 +53,111 @@ pub struct RecognizeOptions {
 pub struct Engine {
     models: Option<Arc<OcrModels>>,
     layout: Option<Arc<LayoutModel>>,
+    tables: Option<Arc<TableModel>>,
+}
+
+/// Replaces, for each table region, its table blocks by one whose cells the table-structure model
+/// reads from the region's image, filled with the blocks' words. A region the model sees fewer
+/// than two cells in, or fails on, keeps the grid its words' positions gave.
+fn read_tables(tables: &TableModel, image: &RgbImage, regions: &[Region], blocks: &mut Vec<Block>) {
+    let (w, h) = (image.width() as f32, image.height() as f32);
+    for region in regions.iter().filter(|r| r.kind == RegionKind::Table) {
+        let inside = |b: &Block| {
+            let (cx, cy) = ((b.bbox.x0 + b.bbox.x1) / 2.0, (b.bbox.y0 + b.bbox.y1) / 2.0);
+            b.kind == BlockKind::Table
+                && cx >= region.bbox.x0
+                && cx <= region.bbox.x1
+                && cy >= region.bbox.y0
+                && cy <= region.bbox.y1
+        };
+        let Some(first) = blocks.iter().position(inside) else {
+            continue;
+        };
+        let lines: Vec<Line> = blocks
+            .iter()
+            .filter(|b| inside(b))
+            .flat_map(|b| b.lines.iter().cloned())
+            .collect();
+        let words: Vec<Word> = lines.iter().flat_map(|l| l.words.iter().cloned()).collect();
+        let Some(body) = BBox::enclosing(lines.iter().map(|l| &l.bbox)) else {
+            continue;
+        };
+        // The region and its words, with a margin of half a line: the model was trained on
+        // table crops with a little white around them.
+        let mut heights: Vec<f32> = lines.iter().map(|l| l.bbox.height()).collect();
+        heights.sort_by(f32::total_cmp);
+        let margin = heights[heights.len() / 2] * 0.5;
+        let b = region.bbox.union(&body);
+        let (x0, y0) = (
+            (b.x0 - margin).max(0.0).floor(),
+            (b.y0 - margin).max(0.0).floor(),
+        );
+        let (x1, y1) = ((b.x1 + margin).min(w).ceil(), (b.y1 + margin).min(h).ceil());
+        if x1 - x0 < 2.0 || y1 - y0 < 2.0 {
+            continue;
+        }
+        let crop = image::imageops::crop_imm(
+            image,
+            x0 as u32,
+            y0 as u32,
+            (x1 - x0) as u32,
+            (y1 - y0) as u32,
+        )
+        .to_image();
+        let Ok(mut structure) = tables.structure(&crop) else {
+            continue;
+        };
+        if structure.cells.len() < 2 {
+            continue;
+        }
+        for c in &mut structure.cells {
+            c.bbox = BBox::new(
+                c.bbox.x0 + x0,
+                c.bbox.y0 + y0,
+                c.bbox.x1 + x0,
+                c.bbox.y1 + y0,
+            );
+        }
+        let mut block = Block::from_lines(BlockKind::Table, lines);
+        block.table = Some(structure.fill(&words));
+        let mut k = 0;
+        blocks.retain(|b| {
+            k += 1;
+            k - 1 == first || !inside(b)
+        });
+        blocks[first] = block;
+    }
+}
+
+/// The whole page as one table, when the table-structure model sees at least two rows and two
+/// columns in it and the page's words fill most of its cells (at least half of them, and two
+/// cells in each of two rows): a page of prose fails that.
+fn whole_page_table(tables: &TableModel, image: &RgbImage, blocks: &[Block]) -> Option<Block> {
+    let lines: Vec<Line> = blocks
+        .iter()
+        .flat_map(|b| b.lines.iter().cloned())
+        .collect();
+    let words: Vec<Word> = lines.iter().flat_map(|l| l.words.iter().cloned()).collect();
+    if words.len() < 4 {
+        return None;
+    }
+    let structure = tables.structure(image).ok()?;
+    if structure.rows < 2 || structure.columns < 2 {
+        return None;
+    }
+    let table = structure.fill(&words);
+    let filled = table.cells.iter().filter(|c| !c.text.is_empty()).count();
+    let mut per_row = vec![0usize; table.rows];
+    for c in table.cells.iter().filter(|c| !c.text.is_empty()) {
+        per_row[c.row] += 1;
+    }
+    let rows_with_two = per_row.iter().filter(|&&n| n >= 2).count();
+    if 2 * filled < table.cells.len() || rows_with_two < 2 {
+        return None;
+    }
+    let mut block = Block::from_lines(BlockKind::Table, lines);
+    block.table = Some(table);
+    Some(block)
 }
 
 /// Probability the page classifier needs before a page is turned.
@@ -54,6 +169,7 @@ impl Engine {
         Self {
             models: None,
             layout: None,
+            tables: None,
         }
     }
 
@@ -62,6 +178,7 @@ impl Engine {
         Self {
             models: Some(Arc::new(models)),
             layout: None,
+            tables: None,
         }
     }
 
@@ -72,11 +189,20 @@ impl Engine {
         self
     }
 
-    /// Loads the shipped models of `size`, and the layout model, from
+    /// This engine, also reading the structure of the tables the layout model finds with
+    /// `tables` (rows, columns, spans, header rows), instead of from the words' positions alone.
+    pub fn with_table_model(mut self, tables: TableModel) -> Self {
+        self.tables = Some(Arc::new(tables));
+        self
+    }
+
+    /// Loads the shipped models of `size`, the layout model and the table-structure model, from
     /// [`ocr::default_models_dir`].
     pub fn load_default(size: ModelSize) -> Result<Self> {
         let dir = ocr::default_models_dir();
-        Ok(Self::with_models(OcrModels::load(&dir, size)?).with_layout(LayoutModel::load(&dir)?))
+        Ok(Self::with_models(OcrModels::load(&dir, size)?)
+            .with_layout(LayoutModel::load(&dir)?)
+            .with_table_model(TableModel::load(&dir)?))
     }
 
     /// The layout model, when loaded.
@@ -100,7 +226,19 @@ impl Engine {
             // The layout model failing is not the page failing: its blocks are then made by
             // geometry alone.
             if let Ok(regions) = layout.detect(image, MIN_REGION_SCORE) {
-                return blocks_in_regions(lines, &regions, page_height);
+                let mut blocks = blocks_in_regions(lines, &regions, page_height);
+                if let Some(tables) = &self.tables
+                    && !options.no_table_model
+                {
+                    read_tables(tables, image, &regions, &mut blocks);
+                    if options.extract_tables
+                        && !blocks.iter().any(|b| b.table.is_some())
+                        && let Some(block) = whole_page_table(tables, image, &blocks)
+                    {
+                        return vec![block];
+                    }
+                }
+                return blocks;
             }
         }
         let mut blocks = blocks_from_lines(lines);

@@ -6,7 +6,8 @@
 //!
 //! A document without tables gives the text of its lines instead, under the header
 //! `page,line,text` (`page` 1-based, `line` numbered within the page), so the file is never
-//! empty and says what it holds.
+//! empty and says what it holds; read for its tables alone (`tool=extract-tables`), it gives one
+//! `note` column saying that no table was found.
 
 use std::io::Write;
 
@@ -14,7 +15,11 @@ use ocr_core::{Document, Table};
 
 use crate::ExportError;
 
-pub(crate) fn write(document: &Document, out: &mut dyn Write) -> Result<(), ExportError> {
+pub(crate) fn write(
+    document: &Document,
+    tables_only: bool,
+    out: &mut dyn Write,
+) -> Result<(), ExportError> {
     let tables: Vec<&Table> = document
         .pages
         .iter()
@@ -22,6 +27,10 @@ pub(crate) fn write(document: &Document, out: &mut dyn Write) -> Result<(), Expo
         .filter_map(|b| b.table.as_ref())
         .collect();
     if tables.is_empty() {
+        if tables_only {
+            write_record(&["note".to_string()], out)?;
+            return write_record(&["no table was found in this document".to_string()], out);
+        }
         return write_lines(document, out);
     }
     for (i, table) in tables.into_iter().enumerate() {

@@ -59,6 +59,11 @@ struct JobJson<'a> {
     engine: Option<&'a str>,
     text: String,
     markdown: String,
+    /// How many tables the document has (*beyond*).
+    table_count: usize,
+    /// Read for its tables and none found: says so (*beyond*).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notice: Option<&'static str>,
     pages: Vec<PageJson<'a>>,
 }
 
@@ -97,6 +102,8 @@ struct TableJson<'a> {
     rows: usize,
     columns: usize,
     cells: Vec<CellJson<'a>>,
+    /// The table as HTML, spans and header rows included.
+    html: String,
 }
 
 #[derive(Serialize)]
@@ -195,6 +202,7 @@ fn block(b: &Block) -> BlockJson<'_> {
                     bbox: bbox(&c.bbox),
                 })
                 .collect(),
+            html: crate::html::table(t),
         }),
     }
 }
@@ -226,7 +234,13 @@ fn page(p: &Page) -> PageJson<'_> {
     }
 }
 
-fn job<'a>(document: &'a Document, meta: Option<&'a JobMeta>) -> JobJson<'a> {
+fn job<'a>(document: &'a Document, meta: Option<&'a JobMeta>, tables_only: bool) -> JobJson<'a> {
+    let table_count = document
+        .pages
+        .iter()
+        .flat_map(|p| &p.blocks)
+        .filter(|b| b.table.as_ref().is_some_and(|t| !t.cells.is_empty()))
+        .count();
     let all_failed = !document.pages.is_empty() && document.pages.iter().all(Page::is_failed);
     let derived = if all_failed { "failed" } else { "done" };
     JobJson {
@@ -246,7 +260,9 @@ fn job<'a>(document: &'a Document, meta: Option<&'a JobMeta>) -> JobJson<'a> {
         finished_at: meta.and_then(|m| m.finished_at.as_deref()),
         engine: meta.map(|m| m.engine.as_str()),
         text: crate::txt::render(document),
-        markdown: crate::md::render(document),
+        markdown: crate::md::render(document, tables_only),
+        table_count,
+        notice: (tables_only && table_count == 0).then_some("no table was found in this document"),
         pages: document.pages.iter().map(page).collect(),
     }
 }
@@ -256,7 +272,7 @@ pub(crate) fn write(
     options: &ExportOptions<'_>,
     out: &mut dyn Write,
 ) -> Result<(), ExportError> {
-    let job = job(document, options.job);
+    let job = job(document, options.job, options.tables_only);
     if options.pretty {
         serde_json::to_writer_pretty(&mut *out, &job)?;
     } else {

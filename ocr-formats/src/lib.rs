@@ -30,6 +30,7 @@ mod csv;
 mod docx;
 mod font;
 mod hocr;
+mod html;
 mod json;
 mod md;
 mod pdf;
@@ -139,6 +140,9 @@ pub struct ExportOptions<'a> {
     pub images: Option<&'a dyn PageImages>,
     /// The job the document belongs to, for the JSON job object.
     pub job: Option<&'a JobMeta>,
+    /// The document was read for its tables (`tool=extract-tables`): Markdown and CSV carry its
+    /// tables alone, and say so when it has none.
+    pub tables_only: bool,
 }
 
 impl std::fmt::Debug for ExportOptions<'_> {
@@ -147,6 +151,7 @@ impl std::fmt::Debug for ExportOptions<'_> {
             .field("pretty", &self.pretty)
             .field("images", &self.images.is_some())
             .field("job", &self.job)
+            .field("tables_only", &self.tables_only)
             .finish()
     }
 }
@@ -171,11 +176,11 @@ pub fn export(
 ) -> Result<(), ExportError> {
     match format {
         Format::Txt => txt::write(document, out),
-        Format::Md => md::write(document, out),
+        Format::Md => md::write(document, options.tables_only, out),
         Format::Json => json::write(document, options, out),
         Format::Docx => docx::write(document, out),
         Format::Pdf => pdf::write(document, options, out),
-        Format::Csv => csv::write(document, out),
+        Format::Csv => csv::write(document, options.tables_only, out),
         Format::Hocr => hocr::write(document, out),
         Format::Alto => alto::write(document, out),
     }

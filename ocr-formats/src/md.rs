@@ -9,7 +9,13 @@ use ocr_core::{Block, BlockKind, Document, Table};
 
 use crate::ExportError;
 
-pub(crate) fn render(document: &Document) -> String {
+/// What the Markdown of a document read for its tables says when it has none.
+pub const NO_TABLE: &str = "No table was found in this document.";
+
+pub(crate) fn render(document: &Document, tables_only: bool) -> String {
+    if tables_only {
+        return tables(document);
+    }
     document
         .pages
         .iter()
@@ -24,8 +30,34 @@ pub(crate) fn render(document: &Document) -> String {
         .join("\n\n---\n\n")
 }
 
-pub(crate) fn write(document: &Document, out: &mut dyn Write) -> Result<(), ExportError> {
-    crate::write_text(&render(document), out)
+pub(crate) fn write(
+    document: &Document,
+    tables_only: bool,
+    out: &mut dyn Write,
+) -> Result<(), ExportError> {
+    crate::write_text(&render(document, tables_only), out)
+}
+
+/// Every table of the document under a `## Table n (page p)` heading, or [`NO_TABLE`].
+fn tables(document: &Document) -> String {
+    let mut out = Vec::new();
+    for page in &document.pages {
+        for table in page.blocks.iter().filter_map(|b| b.table.as_ref()) {
+            if table.cells.is_empty() {
+                continue;
+            }
+            out.push(format!(
+                "## Table {} (page {})\n\n{}",
+                out.len() + 1,
+                page.index + 1,
+                pipe_table(table)
+            ));
+        }
+    }
+    if out.is_empty() {
+        return NO_TABLE.to_string();
+    }
+    out.join("\n\n")
 }
 
 fn block(block: &Block) -> Option<String> {

@@ -177,6 +177,7 @@ fn text_formats_match_their_snapshots() {
             pretty: true,
             images: None,
             job: None,
+            tables_only: false,
         },
     ))
     .expect("utf-8");
@@ -335,6 +336,7 @@ fn pdf_text_layer_matches_its_snapshot() {
             pretty: false,
             images: Some(&images),
             job: None,
+            tables_only: false,
         },
     );
     assert!(pdf.starts_with(b"%PDF-1.7"));
@@ -394,6 +396,7 @@ fn born_digital_pages_are_copied_from_the_source_pdf() {
         pretty: false,
         images: Some(&sources),
         job: None,
+        tables_only: false,
     };
     let pdf = render(&text_layer_pages(3), Format::Pdf, &options);
     let s = String::from_utf8_lossy(&pdf);
@@ -433,6 +436,7 @@ fn a_broken_source_pdf_falls_back_to_the_images() {
             pretty: false,
             images: Some(&sources),
             job: None,
+            tables_only: false,
         };
         let out = render(&text_layer_pages(3), Format::Pdf, &options);
         assert!(out.ends_with(b"%%EOF\n"));

@@ -496,6 +496,7 @@ async fn render(
     format: Format,
 ) -> Result<Vec<u8>, ApiError> {
     let meta = meta(state, job);
+    let tables_only = job.tool.as_deref() == Some("extract-tables");
     let out = tokio::task::spawn_blocking(move || {
         let document = document.unwrap_or_default();
         let mut out = Vec::new();
@@ -503,6 +504,7 @@ async fn render(
             pretty: false,
             images: None,
             job: Some(&meta),
+            tables_only,
         };
         ocr_formats::export(&document, format, &options, &mut out).map(|()| out)
     })

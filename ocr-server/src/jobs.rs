@@ -97,6 +97,7 @@ async fn read_pages(
     };
     let options = Arc::new(RecognizeOptions {
         language: Some(job.language.clone()),
+        extract_tables: job.tool.as_deref() == Some("extract-tables"),
         ..RecognizeOptions::default()
     });
     let count = file.page_count();
@@ -139,6 +140,7 @@ async fn read_pages(
             pretty: false,
             images: Some(&sources),
             job: None,
+            tables_only: false,
         };
         let r = ocr_formats::export(&document, Format::Pdf, &options, &mut pdf);
         (document, r.map(|()| pdf))

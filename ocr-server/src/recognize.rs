@@ -60,6 +60,14 @@ pub struct Args {
     /// geometry alone, a little faster.
     #[arg(long)]
     no_layout: bool,
+    /// Skip the table-structure model: table cells from the words' positions alone, a little faster
+    #[arg(long)]
+    no_table_model: bool,
+    /// A tool's preset: `extract-tables` reads the document for its tables (a page with no
+    /// table found is also tried whole as one); Markdown and CSV then carry the tables alone and
+    /// say so when there is none.
+    #[arg(long, value_parser = ["extract-tables"])]
+    tool: Option<String>,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -120,12 +128,15 @@ fn recognize(args: &Args) -> anyhow::Result<usize> {
         .as_deref()
         .map(|spec| parse_page_selection(spec, file.page_count()))
         .transpose()?;
+    let extract_tables = args.tool.as_deref() == Some("extract-tables");
     let options = RecognizeOptions {
         force_ocr: args.force_ocr,
         pages,
         language: Some(args.language.clone()),
         no_page_rotation: args.no_rotate,
         no_layout: args.no_layout,
+        no_table_model: args.no_table_model,
+        extract_tables,
         single_line: args.single_line,
     };
     engine
@@ -171,6 +182,7 @@ fn recognize(args: &Args) -> anyhow::Result<usize> {
         pretty: true,
         images: Some(&images),
         job: None,
+        tables_only: extract_tables,
     };
     match &args.output {
         Some(path) => {

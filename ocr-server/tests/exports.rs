@@ -363,6 +363,7 @@ fn every_script_survives_pdf_and_docx() {
             pretty: false,
             images: Some(&images),
             job: None,
+            tables_only: false,
         };
         export(&doc, format, &options, &mut out).expect("export");
         std::fs::write(&path, out).expect("write");
