@@ -42,9 +42,10 @@ pub struct RecognizeOptions {
     /// Skip the table-structure model even when it is loaded: table cells from the words'
     /// positions alone.
     pub no_table_model: bool,
-    /// The document is read for its tables (`tool=extract-tables`): a page image the layout model
-    /// finds no table on is also tried whole, as one table (a table photographed or cropped on
-    /// its own), and kept as such when the table-structure model sees a filled grid in it.
+    /// The document is read for its tables (`tool=extract-tables`): a scanned page or image the
+    /// layout model finds no table on is also tried whole, as one table (a table photographed or
+    /// cropped on its own), and kept as such when the table-structure model sees a filled grid
+    /// in it. (A born-digital page is not: the layout model reads those pages reliably.)
     pub extract_tables: bool,
 }
 
@@ -56,9 +57,14 @@ pub struct Engine {
     tables: Option<Arc<TableModel>>,
 }
 
+/// The model's structure is set aside when more than one cell in this many merges words that
+/// are columns apart.
+const MAX_MERGED_SHARE: usize = 10;
+
 /// Replaces, for each table region, its table blocks by one whose cells the table-structure model
 /// reads from the region's image, filled with the blocks' words. A region the model sees fewer
-/// than two cells in, or fails on, keeps the grid its words' positions gave.
+/// than two cells in, cannot finish (too many rows), merges columns in (words a column gap
+/// apart in one cell) or fails on keeps the grid its words' positions gave.
 fn read_tables(tables: &TableModel, image: &RgbImage, regions: &[Region], blocks: &mut Vec<Block>) {
     let (w, h) = (image.width() as f32, image.height() as f32);
     for region in regions.iter().filter(|r| r.kind == RegionKind::Table) {
@@ -107,7 +113,12 @@ fn read_tables(tables: &TableModel, image: &RgbImage, regions: &[Region], blocks
         let Ok(mut structure) = tables.structure(&crop) else {
             continue;
         };
-        if structure.cells.len() < 2 {
+        // A table longer than the decoder can spell out keeps its geometric grid rather than
+        // losing its last rows; so does one whose cells merge words set apart in columns.
+        if structure.cells.len() < 2
+            || !structure.complete
+            || structure.merged_cells(&words) * MAX_MERGED_SHARE > structure.cells.len()
+        {
             continue;
         }
         for c in &mut structure.cells {
@@ -142,7 +153,7 @@ fn whole_page_table(tables: &TableModel, image: &RgbImage, blocks: &[Block]) -> 
         return None;
     }
     let structure = tables.structure(image).ok()?;
-    if structure.rows < 2 || structure.columns < 2 {
+    if structure.rows < 2 || structure.columns < 2 || !structure.complete {
         return None;
     }
     let table = structure.fill(&words);
@@ -211,13 +222,16 @@ impl Engine {
     }
 
     /// Blocks from lines in reading order: within the layout model's regions when it is loaded
-    /// (it looks at `image`), by geometry alone otherwise.
+    /// (it looks at `image`), by geometry alone otherwise; table regions read by the
+    /// table-structure model when it is loaded. `scanned`: the lines were recognised from the
+    /// image (not taken from a text layer).
     fn blocks(
         &self,
         lines: Vec<Line>,
         image: Option<&RgbImage>,
         page_height: f32,
         options: &RecognizeOptions,
+        scanned: bool,
     ) -> Vec<Block> {
         if let (Some(layout), Some(image)) = (&self.layout, image)
             && !lines.is_empty()
@@ -232,6 +246,7 @@ impl Engine {
                 {
                     read_tables(tables, image, &regions, &mut blocks);
                     if options.extract_tables
+                        && scanned
                         && !blocks.iter().any(|b| b.table.is_some())
                         && let Some(block) = whole_page_table(tables, image, &blocks)
                     {
@@ -328,7 +343,7 @@ impl Engine {
                     .join(" "),
             )
             .map(str::to_string);
-            page.blocks = self.blocks(layer.lines, image, page.height as f32, options);
+            page.blocks = self.blocks(layer.lines, image, page.height as f32, options, false);
         }
         page.outcome = PageOutcome::Done {
             source: TextSource::TextLayer,
@@ -380,7 +395,7 @@ impl Engine {
                 page.blocks = if options.single_line {
                     blocks_from_lines(lines)
                 } else {
-                    self.blocks(lines, Some(&image), image.height() as f32, options)
+                    self.blocks(lines, Some(&image), image.height() as f32, options, true)
                 };
                 page.outcome = PageOutcome::Done {
                     source: TextSource::Recognition,

@@ -1,5 +1,7 @@
 //! Insta snapshots of the block structure the engine gives a few fixture pages: each block's
-//! kind and text, in reading order, with the layout model loaded as the server loads it.
+//! kind and text, in reading order, and each table's cells row by row (`[text]`, with `^n`
+//! for a row span, `>n` for a column span, `*` for a header cell), with the layout and
+//! table-structure models loaded as the server loads them.
 
 #![allow(clippy::unwrap_used)] // test helpers: a failure should panic with the value
 
@@ -8,13 +10,19 @@ use ocr_core::{BlockKind, DecodeOptions, Engine, InputFile, ModelSize, Recognize
 use crate::support::fixture;
 
 fn structure(path: &str, pages: Option<Vec<usize>>) -> String {
+    structure_with(
+        path,
+        RecognizeOptions {
+            pages,
+            ..Default::default()
+        },
+    )
+}
+
+fn structure_with(path: &str, options: RecognizeOptions) -> String {
     let engine = Engine::load_default(ModelSize::Small).expect("shipped models load");
     assert!(engine.layout().is_some(), "the layout model is loaded");
     let file = InputFile::open(fixture(path), DecodeOptions::default()).expect("fixture opens");
-    let options = RecognizeOptions {
-        pages,
-        ..Default::default()
-    };
     let doc = engine.recognize(&file, &options, |_, _| {}).unwrap();
     let mut out = String::new();
     for page in &doc.pages {
@@ -28,6 +36,30 @@ fn structure(path: &str, pages: Option<Vec<usize>>) -> String {
             let short: String = text.chars().take(70).collect();
             let more = if short.len() < text.len() { "…" } else { "" };
             out.push_str(&format!("  {kind}: {short}{more}\n"));
+            if let Some(table) = &block.table {
+                out.push_str(&format!("    {} x {}\n", table.rows, table.columns));
+                for row in 0..table.rows {
+                    let cells: Vec<String> = table
+                        .cells
+                        .iter()
+                        .filter(|c| c.row == row)
+                        .map(|c| {
+                            let mut s = format!("[{}]", c.text);
+                            if c.row_span > 1 {
+                                s.push_str(&format!("^{}", c.row_span));
+                            }
+                            if c.column_span > 1 {
+                                s.push_str(&format!(">{}", c.column_span));
+                            }
+                            if c.header {
+                                s.push('*');
+                            }
+                            s
+                        })
+                        .collect();
+                    out.push_str(&format!("    {}\n", cells.join(" ")));
+                }
+            }
         }
     }
     out
@@ -49,4 +81,18 @@ fn a_born_digital_report_page() {
 #[test]
 fn a_letter() {
     insta::assert_snapshot!(structure("images/letter.png", None));
+}
+
+/// A table on its own (a cropped table image) read for its tables (`tool=extract-tables`): the
+/// layout model finds no table region on it, so the whole image is tried as one; its header
+/// cell spans two columns.
+#[test]
+fn a_table_image_read_for_its_tables() {
+    insta::assert_snapshot!(structure_with(
+        "golden/table.png",
+        RecognizeOptions {
+            extract_tables: true,
+            ..Default::default()
+        }
+    ));
 }

@@ -199,6 +199,49 @@ fn csv_without_tables_lists_the_lines() {
     assert!(csv.contains("3,5,مرحبا بالعالم\r\n"), "{csv}");
 }
 
+/// `tool=extract-tables`: Markdown and CSV carry the tables alone; a document without one says
+/// so in Markdown, CSV and the JSON's `notice`; the JSON counts the tables and gives their HTML.
+#[test]
+fn read_for_tables_the_exports_carry_the_tables_or_say_there_are_none() {
+    let tables_only = ExportOptions {
+        tables_only: true,
+        ..ExportOptions::default()
+    };
+    let doc = report();
+    let md = String::from_utf8(render(&doc, Format::Md, &tables_only)).unwrap();
+    assert!(md.starts_with("## Table 1 (page 1)\n\n| "), "{md}");
+    assert!(!md.contains("Quarterly"), "only the tables: {md}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&render(&doc, Format::Json, &tables_only)).unwrap();
+    assert_eq!(json["table_count"], 1);
+    assert!(json.get("notice").is_none());
+    assert_eq!(json["markdown"], md.trim_end());
+    let html = json["pages"][0]["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|b| b["table"]["html"].as_str())
+        .unwrap();
+    assert!(html.starts_with("<table><thead><tr><td"), "{html}");
+
+    let mut without = report();
+    for block in without.pages.iter_mut().flat_map(|p| &mut p.blocks) {
+        block.table = None;
+    }
+    let md = String::from_utf8(render(&without, Format::Md, &tables_only)).unwrap();
+    assert_eq!(md, "No table was found in this document.\n");
+    let csv = String::from_utf8(render(&without, Format::Csv, &tables_only)).unwrap();
+    assert_eq!(csv, "note\r\nno table was found in this document\r\n");
+    let json: serde_json::Value =
+        serde_json::from_slice(&render(&without, Format::Json, &tables_only)).unwrap();
+    assert_eq!(json["table_count"], 0);
+    assert_eq!(json["notice"], "no table was found in this document");
+    // Without the preset the same document's exports are the usual ones.
+    let json: serde_json::Value =
+        serde_json::from_slice(&render(&without, Format::Json, &ExportOptions::default())).unwrap();
+    assert!(json.get("notice").is_none());
+}
+
 #[test]
 fn markdown_reads_back_as_headings_paragraphs_and_a_table() {
     use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};

@@ -62,6 +62,22 @@ pub struct TableStructure {
     pub cells: Vec<CellBox>,
     /// The mean probability of the chosen tokens.
     pub score: f32,
+    /// The decoder reached its end token; `false` when it stopped at its step limit, the
+    /// table cut short (more rows than it can spell out in 501 tokens).
+    pub complete: bool,
+}
+
+/// The decoder's output as the reference post-processing gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// The structure tokens, without `sos` and `eos`.
+    pub tokens: Vec<String>,
+    /// One box per cell-opening token, in the image's pixels.
+    pub boxes: Vec<BBox>,
+    /// The mean probability of the chosen tokens.
+    pub score: f32,
+    /// The end token was reached within the step limit.
+    pub complete: bool,
 }
 
 impl TableStructure {
@@ -69,12 +85,7 @@ impl TableStructure {
     /// into the cells: each word goes to the cell that holds most of it, or else to the nearest
     /// one; a cell's words are read line by line, left to right.
     pub fn fill(&self, words: &[Word]) -> Table {
-        let mut texts: Vec<Vec<&Word>> = vec![Vec::new(); self.cells.len()];
-        for word in words {
-            if let Some(k) = best_cell(&self.cells, &word.bbox) {
-                texts[k].push(word);
-            }
-        }
+        let texts = self.assign(words);
         let cells = self
             .cells
             .iter()
@@ -94,6 +105,45 @@ impl TableStructure {
             columns: self.columns,
             cells,
         }
+    }
+}
+
+impl TableStructure {
+    /// The words of each cell.
+    fn assign<'w>(&self, words: &'w [Word]) -> Vec<Vec<&'w Word>> {
+        let mut texts: Vec<Vec<&Word>> = vec![Vec::new(); self.cells.len()];
+        for word in words {
+            if let Some(k) = best_cell(&self.cells, &word.bbox) {
+                texts[k].push(word);
+            }
+        }
+        texts
+    }
+
+    /// How many cells hold words that sit side by side on one line with a gap wider than a
+    /// line's height between them: text a typesetter put in two columns, which this structure
+    /// merged (a table read badly, typically one ruled by rows alone).
+    pub fn merged_cells(&self, words: &[Word]) -> usize {
+        self.assign(words)
+            .into_iter()
+            .filter(|cell| {
+                cell.iter().any(|a| {
+                    let h = a.bbox.height();
+                    cell.iter().any(|b| {
+                        let overlap = a.bbox.y1.min(b.bbox.y1) - a.bbox.y0.max(b.bbox.y0);
+                        let gap = b.bbox.x0 - a.bbox.x1;
+                        overlap > 0.5 * h.min(b.bbox.height())
+                            && gap > h.max(b.bbox.height())
+                            // Nothing of the cell between them on that line.
+                            && !cell.iter().any(|c| {
+                                c.bbox.x0 >= a.bbox.x1
+                                    && c.bbox.x1 <= b.bbox.x0
+                                    && c.bbox.y1.min(a.bbox.y1) - c.bbox.y0.max(a.bbox.y0) > 0.0
+                            })
+                    })
+                })
+            })
+            .count()
     }
 }
 
@@ -351,12 +401,17 @@ impl TableModel {
         Self::from_onnx(&bytes)
     }
 
-    /// The structure tokens (without `sos`/`eos`) and, for each cell-opening token, its box in
-    /// the image's pixels, as the reference post-processing gives them.
-    pub fn tokens(&self, image: &RgbImage) -> Result<(Vec<String>, Vec<BBox>, f32)> {
+    /// The structure tokens and, for each cell-opening token, its box in the image's pixels, as
+    /// the reference post-processing gives them.
+    pub fn tokens(&self, image: &RgbImage) -> Result<Decoded> {
         let (w, h) = (image.width() as usize, image.height() as usize);
         if w == 0 || h == 0 {
-            return Ok((Vec::new(), Vec::new(), 0.0));
+            return Ok(Decoded {
+                tokens: Vec::new(),
+                boxes: Vec::new(),
+                score: 0.0,
+                complete: true,
+            });
         }
         let ratio = SIDE as f32 / w.max(h) as f32;
         let (rw, rh) = (
@@ -387,6 +442,7 @@ impl TableModel {
         let features = features.squeeze(0).map_err(model_err)?;
         let end = self.vocab.len() - 1;
         let steps = self.decoder.decode(&features, end).map_err(model_err)?;
+        let complete = steps.last().is_some_and(|s| s.0 == end);
         let scale = w.max(h) as f32;
         let (mut tokens, mut boxes, mut probs) = (Vec::new(), Vec::new(), Vec::new());
         for (i, (token, p, corners)) in steps.into_iter().enumerate() {
@@ -417,13 +473,20 @@ impl TableModel {
         } else {
             probs.iter().sum::<f32>() / probs.len() as f32
         };
-        Ok((tokens, boxes, score))
+        Ok(Decoded {
+            tokens,
+            boxes,
+            score,
+            complete,
+        })
     }
 
     /// The structure of the table in `image` (the table's crop).
     pub fn structure(&self, image: &RgbImage) -> Result<TableStructure> {
-        let (tokens, boxes, score) = self.tokens(image)?;
-        Ok(structure_from_tokens(&tokens, &boxes, score))
+        let d = self.tokens(image)?;
+        let mut s = structure_from_tokens(&d.tokens, &d.boxes, d.score);
+        s.complete = d.complete;
+        Ok(s)
     }
 }
 
@@ -513,6 +576,7 @@ pub fn structure_from_tokens(tokens: &[String], boxes: &[BBox], score: f32) -> T
         columns,
         cells,
         score,
+        complete: true,
     }
 }
 
@@ -566,6 +630,7 @@ mod tests {
             columns: 2,
             cells: vec![cell(0, 0, 0.0, 100.0), cell(0, 1, 100.0, 200.0)],
             score: 1.0,
+            complete: true,
         };
         let word = |text: &str, x0, y0| Word {
             text: text.into(),
