@@ -511,6 +511,78 @@ async fn tokens_and_ownership() {
     );
 }
 
+/// `tool=extract-tables`: a table image's cells come back as a Markdown table, CSV rows and HTML
+/// in the JSON, the same as `ocr recognize --tool extract-tables` gives; a letter without a
+/// table says so in the JSON, the Markdown and the CSV.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extract_tables_gives_the_tables_or_says_there_is_none() {
+    let s = Server::start(|_| {}).await;
+    let download = |uuid: String, format: &'static str| {
+        let s = &s;
+        async move {
+            let (code, _, body) = s
+                .get(
+                    None,
+                    &format!("/api/v1/ocr/{uuid}/download/?format={format}"),
+                )
+                .await;
+            assert_eq!(code, StatusCode::OK, "{format}");
+            String::from_utf8(body).unwrap()
+        }
+    };
+
+    let table = fixture("golden/table.png");
+    let (code, job) = s
+        .submit(None, &[("file", &table), ("tool", b"extract-tables")])
+        .await;
+    assert_eq!(code, StatusCode::OK, "{job}");
+    assert_eq!(job["tool"], "extract-tables");
+    assert_eq!(job["table_count"], 1, "{job}");
+    assert!(job.get("notice").is_none());
+    let md = job["markdown"].as_str().unwrap();
+    assert!(md.starts_with("## Table 1 (page 1)"), "{md}");
+    assert!(md.contains("| Alpha | 12.0 | 4.00 | n/a |"), "{md}");
+    let html = job["pages"][0]["blocks"][0]["table"]["html"]
+        .as_str()
+        .unwrap();
+    assert!(html.contains("colspan=\"2\""), "{html}");
+    let uuid = job["uuid"].as_str().unwrap().to_string();
+    let csv = download(uuid.clone(), "csv").await;
+    assert!(csv.contains("Zeta,27.5,9.35,ok\r\n"), "{csv}");
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_ocr"))
+        .arg("recognize")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/golden/table.png"))
+        .args(["--tool", "extract-tables", "--format", "md"])
+        .output()
+        .unwrap();
+    assert!(cli.status.success());
+    assert_eq!(
+        String::from_utf8(cli.stdout).unwrap(),
+        download(uuid, "md").await
+    );
+
+    let (code, job) = s
+        .submit(
+            None,
+            &[
+                ("file", &fixture("images/letter.png")),
+                ("tool", b"extract-tables"),
+            ],
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{job}");
+    assert_eq!(job["table_count"], 0, "{job}");
+    assert_eq!(job["notice"], "no table was found in this document");
+    assert_eq!(job["markdown"], "No table was found in this document.");
+    // The text is still there for whoever wants it.
+    assert!(job["text"].as_str().unwrap().contains("quick brown fox"));
+    let uuid = job["uuid"].as_str().unwrap().to_string();
+    assert_eq!(
+        download(uuid, "csv").await,
+        "note\r\nno table was found in this document\r\n"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn downloads_are_the_command_lines_bytes() {
     let s = Server::start(|_| {}).await;
