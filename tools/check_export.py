@@ -27,8 +27,11 @@ def docx_text(path):
         if tag == "p":
             p = docx.text.paragraph.Paragraph(child, d)
             out.append(p.text)
-            if p.style is not None and p.style.name.startswith("Heading"):
+            if p.style is not None and p.style.name.startswith(("Heading", "caption", "List")):
                 out.append("#style " + p.style.name)
+            num = child.find(".//" + docx.oxml.ns.qn("w:numId"))
+            if num is not None:
+                out.append("#list " + num.get(docx.oxml.ns.qn("w:val")))
         elif tag == "tbl":
             t = docx.table.Table(child, d)
             for row in t.rows:

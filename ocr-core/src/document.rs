@@ -154,6 +154,9 @@ pub struct Block {
     pub bbox: BBox,
     pub lines: Vec<Line>,
     pub table: Option<Table>,
+    /// For a caption: the index, among its page's blocks, of the table or figure it captions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caption_of: Option<usize>,
 }
 
 impl Block {
@@ -165,6 +168,7 @@ impl Block {
             bbox,
             lines,
             table: None,
+            caption_of: None,
         }
     }
 

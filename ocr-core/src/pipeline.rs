@@ -17,7 +17,7 @@ use crate::document::{
 use crate::error::{Error, Result};
 use crate::layout::regions::{LayoutModel, MIN_REGION_SCORE, Region, RegionKind};
 use crate::layout::table_model::TableModel;
-use crate::layout::{blocks_from_lines, blocks_in_regions, mark_page_numbers};
+use crate::layout::{blocks_from_lines, blocks_in_regions, link_captions, mark_page_numbers};
 use crate::ocr::{self, ModelSize, OcrModels};
 
 /// Why a page that needs OCR has no text when the engine has no models: every such reason
@@ -241,9 +241,7 @@ impl Engine {
             // geometry alone.
             if let Ok(regions) = layout.detect(image, MIN_REGION_SCORE) {
                 let mut blocks = blocks_in_regions(lines, &regions, page_height);
-                if let Some(tables) = &self.tables
-                    && !options.no_table_model
-                {
+                if let Some(tables) = self.tables.as_deref().filter(|_| !options.no_table_model) {
                     read_tables(tables, image, &regions, &mut blocks);
                     if options.extract_tables
                         && scanned
@@ -253,6 +251,7 @@ impl Engine {
                         return vec![block];
                     }
                 }
+                link_captions(&mut blocks);
                 return blocks;
             }
         }

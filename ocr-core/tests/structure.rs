@@ -1,5 +1,6 @@
 //! Insta snapshots of the block structure the engine gives a few fixture pages: each block's
-//! kind and text, in reading order, and each table's cells row by row (`[text]`, with `^n`
+//! kind and text, in reading order (a caption names the block it captions, counted from 1), and
+//! each table's cells row by row (`[text]`, with `^n`
 //! for a row span, `>n` for a column span, `*` for a header cell), with the layout and
 //! table-structure models loaded as the server loads them.
 
@@ -35,7 +36,11 @@ fn structure_with(path: &str, options: RecognizeOptions) -> String {
             let text = block.text().replace('\n', " / ");
             let short: String = text.chars().take(70).collect();
             let more = if short.len() < text.len() { "…" } else { "" };
-            out.push_str(&format!("  {kind}: {short}{more}\n"));
+            let link = block
+                .caption_of
+                .map(|k| format!(" (captions block {})", k + 1))
+                .unwrap_or_default();
+            out.push_str(&format!("  {kind}: {short}{more}{link}\n"));
             if let Some(table) = &block.table {
                 out.push_str(&format!("    {} x {}\n", table.rows, table.columns));
                 for row in 0..table.rows {

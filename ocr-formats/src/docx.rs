@@ -1,11 +1,12 @@
-//! docx (Office Open XML WordprocessingML): headings as `Heading1`-`Heading6` paragraphs, other
-//! blocks as paragraphs whose lines are kept as line breaks, tables as `w:tbl` with their row and
-//! column spans, pages separated by page breaks. Right-to-left paragraphs (Arabic, Hebrew, ...)
+//! docx (Office Open XML WordprocessingML): headings as `Heading1`-`Heading6` paragraphs, list
+//! items as Word lists (`numbering.xml`: bullets, or numbers starting where the document's did),
+//! captions in the `Caption` style, other blocks as paragraphs whose lines are kept as line
+//! breaks, tables as `w:tbl` with their row and column spans, pages separated by page breaks. Right-to-left paragraphs (Arabic, Hebrew, ...)
 //! are marked `w:bidi` and their runs `w:rtl`; runs with CJK text get the East Asian font hint.
 //!
 //! The package holds only what Word, LibreOffice and python-docx need to open it without repair:
-//! content types, the package and document relationships, the document, its styles and the core
-//! properties.
+//! content types, the package and document relationships, the document, its styles, its list
+//! numbering and the core properties.
 
 use std::io::{Cursor, Write};
 
@@ -23,6 +24,7 @@ const CONTENT_TYPES: &str = concat!(
     "<Default Extension=\"xml\" ContentType=\"application/xml\"/>",
     "<Override PartName=\"/word/document.xml\" ContentType=\"application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml\"/>",
     "<Override PartName=\"/word/styles.xml\" ContentType=\"application/vnd.openxmlformats-officedocument.wordprocessingml.styles+xml\"/>",
+    "<Override PartName=\"/word/numbering.xml\" ContentType=\"application/vnd.openxmlformats-officedocument.wordprocessingml.numbering+xml\"/>",
     "<Override PartName=\"/docProps/core.xml\" ContentType=\"application/vnd.openxmlformats-package.core-properties+xml\"/>",
     "</Types>"
 );
@@ -39,6 +41,7 @@ const DOCUMENT_RELS: &str = concat!(
     "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n",
     "<Relationships xmlns=\"http://schemas.openxmlformats.org/package/2006/relationships\">",
     "<Relationship Id=\"rId1\" Type=\"http://schemas.openxmlformats.org/officeDocument/2006/relationships/styles\" Target=\"styles.xml\"/>",
+    "<Relationship Id=\"rId2\" Type=\"http://schemas.openxmlformats.org/officeDocument/2006/relationships/numbering\" Target=\"numbering.xml\"/>",
     "</Relationships>"
 );
 
@@ -85,20 +88,59 @@ fn styles() -> String {
             level - 1
         ));
     }
+    s.push_str(
+        "<w:style w:type=\"paragraph\" w:styleId=\"ListParagraph\"><w:name w:val=\"List Paragraph\"/>\
+         <w:basedOn w:val=\"Normal\"/><w:qFormat/><w:pPr><w:ind w:left=\"720\"/><w:contextualSpacing/></w:pPr></w:style>\
+         <w:style w:type=\"paragraph\" w:styleId=\"Caption\"><w:name w:val=\"caption\"/>\
+         <w:basedOn w:val=\"Normal\"/><w:next w:val=\"Normal\"/><w:qFormat/><w:pPr><w:spacing w:after=\"200\"/></w:pPr>\
+         <w:rPr><w:i/><w:iCs/><w:sz w:val=\"18\"/><w:szCs w:val=\"18\"/></w:rPr></w:style>",
+    );
     s.push_str("</w:styles>");
     s
 }
 
+/// The id of the bullet list in `numbering.xml`; numbered lists get ids from 2 up.
+const BULLETS: usize = 1;
+
+/// `numbering.xml`: one bullet list, and one numbered list per run of numbered items, each
+/// starting at its first item's number.
+fn numbering(starts: &[u32]) -> String {
+    let mut s = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n<w:numbering xmlns:w=\"{W_NS}\">"
+    );
+    for (id, format, text) in [(0, "bullet", "\u{2022}"), (1, "decimal", "%1.")] {
+        s.push_str(&format!(
+            "<w:abstractNum w:abstractNumId=\"{id}\"><w:multiLevelType w:val=\"singleLevel\"/>\
+             <w:lvl w:ilvl=\"0\"><w:start w:val=\"1\"/><w:numFmt w:val=\"{format}\"/>\
+             <w:lvlText w:val=\"{text}\"/><w:lvlJc w:val=\"left\"/>\
+             <w:pPr><w:ind w:left=\"720\" w:hanging=\"360\"/></w:pPr></w:lvl></w:abstractNum>"
+        ));
+    }
+    s.push_str(&format!(
+        "<w:num w:numId=\"{BULLETS}\"><w:abstractNumId w:val=\"0\"/></w:num>"
+    ));
+    for (k, start) in starts.iter().enumerate() {
+        s.push_str(&format!(
+            "<w:num w:numId=\"{}\"><w:abstractNumId w:val=\"1\"/>\
+             <w:lvlOverride w:ilvl=\"0\"><w:startOverride w:val=\"{start}\"/></w:lvlOverride></w:num>",
+            k + 2
+        ));
+    }
+    s.push_str("</w:numbering>");
+    s
+}
+
 pub(crate) fn write(document: &Document, out: &mut dyn Write) -> Result<(), ExportError> {
-    let body = body(document);
+    let (body, starts) = body(document);
     let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
     let options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
-    let parts: [(&str, &str); 6] = [
+    let parts: [(&str, &str); 7] = [
         ("[Content_Types].xml", CONTENT_TYPES),
         ("_rels/.rels", PACKAGE_RELS),
         ("word/_rels/document.xml.rels", DOCUMENT_RELS),
         ("docProps/core.xml", CORE),
         ("word/styles.xml", &styles()),
+        ("word/numbering.xml", &numbering(&starts)),
         ("word/document.xml", &body),
     ];
     for (name, content) in parts {
@@ -114,15 +156,38 @@ fn zip_error(e: zip::result::ZipError) -> ExportError {
     ExportError::Io(std::io::Error::other(e))
 }
 
-fn body(document: &Document) -> String {
+/// The document part, and the first number of each run of numbered list items (the numbered
+/// lists `numbering.xml` must define, in order).
+fn body(document: &Document) -> (String, Vec<u32>) {
     let mut s = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n<w:document xmlns:w=\"{W_NS}\"><w:body>"
     );
+    let mut starts: Vec<u32> = Vec::new();
+    // The numbered list the previous block continues, if it was a numbered item.
+    let mut numbered: Option<usize> = None;
     for (i, page) in document.pages.iter().enumerate() {
         if i > 0 {
             s.push_str("<w:p><w:r><w:br w:type=\"page\"/></w:r></w:p>");
         }
         for block in &page.blocks {
+            if block.kind == BlockKind::ListItem
+                && let Some((number, text)) = list_item(block)
+            {
+                let id = match number {
+                    None => BULLETS,
+                    Some(n) => match numbered {
+                        Some(id) => id,
+                        None => {
+                            starts.push(n);
+                            starts.len() + 1
+                        }
+                    },
+                };
+                numbered = number.map(|_| id);
+                list_paragraph(&text, id, &mut s);
+                continue;
+            }
+            numbered = None;
             match &block.table {
                 Some(table) if !table.cells.is_empty() => write_table(table, &mut s),
                 _ => write_block(block, &mut s),
@@ -135,7 +200,49 @@ fn body(document: &Document) -> String {
          <w:pgMar w:top=\"1440\" w:right=\"1440\" w:bottom=\"1440\" w:left=\"1440\" \
          w:header=\"720\" w:footer=\"720\" w:gutter=\"0\"/></w:sectPr></w:body></w:document>",
     );
-    s
+    (s, starts)
+}
+
+/// A list item's number (`None` for a bullet or letter) and its text without the marker.
+fn list_item(block: &Block) -> Option<(Option<u32>, String)> {
+    let joined = block
+        .lines
+        .iter()
+        .map(|l| l.text.trim())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let (marker, rest) = ocr_core::layout::list_marker(&joined)?;
+    let number = marker
+        .trim_end_matches(['.', ')'])
+        .parse::<u32>()
+        .ok()
+        .filter(|&n| n < 1000);
+    Some((number, rest.to_string()))
+}
+
+/// A paragraph of Word list `id`.
+fn list_paragraph(text: &str, id: usize, s: &mut String) {
+    s.push_str(&format!(
+        "<w:p><w:pPr><w:pStyle w:val=\"ListParagraph\"/><w:numPr><w:ilvl w:val=\"0\"/>\
+         <w:numId w:val=\"{id}\"/></w:numPr>{}</w:pPr>",
+        if is_rtl(text) { "<w:bidi/>" } else { "" }
+    ));
+    s.push_str("<w:r>");
+    let (cjk, rtl) = (text.chars().any(is_cjk), is_rtl(text));
+    if cjk || rtl {
+        s.push_str("<w:rPr>");
+        if cjk {
+            s.push_str("<w:rFonts w:hint=\"eastAsia\"/>");
+        }
+        if rtl {
+            s.push_str("<w:rtl/>");
+        }
+        s.push_str("</w:rPr>");
+    }
+    s.push_str(&format!(
+        "<w:t xml:space=\"preserve\">{}</w:t></w:r></w:p>",
+        escape(text)
+    ));
 }
 
 fn write_block(block: &Block, s: &mut String) {
@@ -145,6 +252,7 @@ fn write_block(block: &Block, s: &mut String) {
     }
     let style = match block.kind {
         BlockKind::Heading { level } => Some(format!("Heading{}", level.clamp(1, 6))),
+        BlockKind::Caption => Some("Caption".to_string()),
         _ => None,
     };
     paragraph(&lines, style.as_deref(), s);

@@ -95,6 +95,9 @@ struct BlockJson<'a> {
     lines: Vec<LineJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     table: Option<TableJson<'a>>,
+    /// A caption's table or figure: its index among the page's blocks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    caption_of: Option<usize>,
 }
 
 #[derive(Serialize)]
@@ -204,6 +207,7 @@ fn block(b: &Block) -> BlockJson<'_> {
                 .collect(),
             html: crate::html::table(t),
         }),
+        caption_of: b.caption_of,
     }
 }
 

@@ -38,16 +38,23 @@ pub(crate) fn write(
     crate::write_text(&render(document, tables_only), out)
 }
 
-/// Every table of the document under a `## Table n (page p)` heading, or [`NO_TABLE`].
+/// Every table of the document under a `## Table n (page p)` heading, its caption (when the
+/// layout linked one to it) first, or [`NO_TABLE`].
 fn tables(document: &Document) -> String {
     let mut out = Vec::new();
     for page in &document.pages {
-        for table in page.blocks.iter().filter_map(|b| b.table.as_ref()) {
-            if table.cells.is_empty() {
+        for (k, block) in page.blocks.iter().enumerate() {
+            let Some(table) = block.table.as_ref().filter(|t| !t.cells.is_empty()) else {
                 continue;
-            }
+            };
+            let caption = page
+                .blocks
+                .iter()
+                .find(|b| b.caption_of == Some(k))
+                .map(|b| format!("{}\n\n", escape(&b.text().replace('\n', " "))))
+                .unwrap_or_default();
             out.push(format!(
-                "## Table {} (page {})\n\n{}",
+                "## Table {} (page {})\n\n{caption}{}",
                 out.len() + 1,
                 page.index + 1,
                 pipe_table(table)

@@ -625,3 +625,50 @@ proptest! {
         }
     }
 }
+
+/// docx lists are Word lists: bullets on the bullet list, a run of numbered items on a numbered
+/// list starting at its first number (a new run, a new list), markers left to Word; captions
+/// in the Caption style.
+#[test]
+fn docx_lists_are_word_lists_and_captions_have_their_style() {
+    let item =
+        |text: &str, y: f32| Block::from_lines(BlockKind::ListItem, vec![line(text, 100.0, y)]);
+    let doc = Document {
+        pages: vec![page(
+            0,
+            vec![
+                item("• Apples", 100.0),
+                item("• Pears", 150.0),
+                item("3. Third step", 200.0),
+                item("4. Fourth step", 250.0),
+                Block::from_lines(
+                    BlockKind::Caption,
+                    vec![line("Figure 2: Steps", 100.0, 300.0)],
+                ),
+                item("1) Again", 350.0),
+            ],
+        )],
+    };
+    let docx = render(&doc, Format::Docx, &ExportOptions::default());
+    let body = zip_part(&docx, "word/document.xml");
+    let numbering = zip_part(&docx, "word/numbering.xml");
+    // Two numbered lists after the bullet list (id 1): ids 2 (from 3) and 3 (from 1).
+    assert!(numbering.contains("<w:num w:numId=\"2\"><w:abstractNumId w:val=\"1\"/><w:lvlOverride w:ilvl=\"0\"><w:startOverride w:val=\"3\"/>"), "{numbering}");
+    assert!(numbering.contains("<w:num w:numId=\"3\"><w:abstractNumId w:val=\"1\"/><w:lvlOverride w:ilvl=\"0\"><w:startOverride w:val=\"1\"/>"), "{numbering}");
+    let ids: Vec<&str> = body
+        .split("<w:numId w:val=\"")
+        .skip(1)
+        .map(|s| &s[..1])
+        .collect();
+    assert_eq!(ids, ["1", "1", "2", "2", "3"]);
+    assert!(
+        body.contains(">Apples</w:t>") && body.contains(">Third step</w:t>"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("3. Third"),
+        "the marker is Word's to draw: {body}"
+    );
+    assert!(body.contains("<w:pStyle w:val=\"Caption\"/>"), "{body}");
+    assert!(zip_part(&docx, "word/styles.xml").contains("w:styleId=\"ListParagraph\""));
+}

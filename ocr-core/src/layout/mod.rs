@@ -74,6 +74,48 @@ const MIN_LINE_COVER: f32 = 0.5;
 /// (levels by size against the page's body text). Lines in no region keep their place and are
 /// grouped by geometry alone; a lone page number at the top or bottom of the page is marked as a
 /// header or footer either way.
+/// Links each caption to the table or figure it belongs to ([`Block::caption_of`]): the nearest
+/// one above or below it that overlaps it horizontally, a table for a caption starting "Table"
+/// or "Tab.", a figure for one starting "Fig"; each table or figure takes one caption at most,
+/// the nearest first. Call it when the page's blocks are final: the link is an index.
+pub fn link_captions(blocks: &mut [Block]) {
+    let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
+    for (i, caption) in blocks.iter().enumerate() {
+        if caption.kind != BlockKind::Caption {
+            continue;
+        }
+        let head = caption.text().trim_start().to_lowercase();
+        let wants = if head.starts_with("tab") {
+            Some(BlockKind::Table)
+        } else if head.starts_with("fig") {
+            Some(BlockKind::Figure)
+        } else {
+            None
+        };
+        for (j, target) in blocks.iter().enumerate() {
+            let fits = match wants {
+                Some(kind) => target.kind == kind,
+                None => matches!(target.kind, BlockKind::Table | BlockKind::Figure),
+            };
+            let (a, b) = (&caption.bbox, &target.bbox);
+            let overlap = a.x1.min(b.x1) - a.x0.max(b.x0);
+            if !fits || overlap <= 0.0 {
+                continue;
+            }
+            let gap = (b.y0 - a.y1).max(a.y0 - b.y1).max(0.0);
+            pairs.push((gap, i, j));
+        }
+    }
+    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut taken = vec![false; blocks.len()];
+    for (_, i, j) in pairs {
+        if blocks[i].caption_of.is_none() && !taken[j] {
+            blocks[i].caption_of = Some(j);
+            taken[j] = true;
+        }
+    }
+}
+
 pub fn blocks_in_regions(lines: Vec<Line>, regions: &[Region], page_height: f32) -> Vec<Block> {
     let body = median_height(&lines);
     // The region of each line.
@@ -313,6 +355,28 @@ mod tests {
             bbox: BBox::new(x0, y0, x0 + 200.0, y0 + height),
             confidence: 1.0,
         }])
+    }
+
+    /// A figure, its caption below it, then a table with its caption above it: each caption goes
+    /// to its own kind, even where the other is nearer; a caption beside nothing links nowhere.
+    #[test]
+    fn captions_link_to_their_table_or_figure() {
+        let block = |kind, text: &str, y0: f32, y1: f32| {
+            let mut b = Block::from_lines(kind, vec![line(text, 0.0, y0, y1 - y0)]);
+            b.bbox = BBox::new(0.0, y0, 400.0, y1);
+            b
+        };
+        let mut blocks = vec![
+            block(BlockKind::Figure, "", 0.0, 300.0),
+            block(BlockKind::Caption, "Figure 1: the set-up", 310.0, 330.0),
+            block(BlockKind::Caption, "Table 1: results", 335.0, 355.0),
+            block(BlockKind::Table, "a b", 360.0, 500.0),
+            block(BlockKind::Caption, "Source: our survey", 2000.0, 2020.0),
+        ];
+        blocks[4].bbox = BBox::new(1000.0, 2000.0, 1200.0, 2020.0);
+        link_captions(&mut blocks);
+        let links: Vec<Option<usize>> = blocks.iter().map(|b| b.caption_of).collect();
+        assert_eq!(links, vec![None, Some(0), Some(3), None, None]);
     }
 
     #[test]
