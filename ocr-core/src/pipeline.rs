@@ -16,6 +16,7 @@ use crate::document::{
 };
 use crate::error::{Error, Result};
 use crate::layout::regions::{LayoutModel, MIN_REGION_SCORE, Region, RegionKind};
+use crate::layout::rules::ruled_tables;
 use crate::layout::table_model::TableModel;
 use crate::layout::{blocks_from_lines, blocks_in_regions, link_captions, mark_page_numbers};
 use crate::ocr::{self, ModelSize, OcrModels};
@@ -140,6 +141,25 @@ fn read_tables(tables: &TableModel, image: &RgbImage, regions: &[Region], blocks
     }
 }
 
+/// The area two boxes share.
+fn overlap_area(a: &BBox, b: &BBox) -> f32 {
+    (a.x1.min(b.x1) - a.x0.max(b.x0)).max(0.0) * (a.y1.min(b.y1) - a.y0.max(b.y0)).max(0.0)
+}
+
+/// Puts each of `tables` before the first block that starts below its top and shares some of
+/// its width (else before the first block below it, else last).
+fn insert_in_reading_order(blocks: &mut Vec<Block>, tables: Vec<Block>) {
+    for table in tables {
+        let t = table.bbox;
+        let at = blocks
+            .iter()
+            .position(|b| b.bbox.y0 >= t.y0 && b.bbox.x1.min(t.x1) > b.bbox.x0.max(t.x0))
+            .or_else(|| blocks.iter().position(|b| b.bbox.y0 >= t.y1))
+            .unwrap_or(blocks.len());
+        blocks.insert(at, table);
+    }
+}
+
 /// The whole page as one table, when the table-structure model sees at least two rows and two
 /// columns in it and the page's words fill most of its cells (at least half of them, and two
 /// cells in each of two rows): a page of prose fails that.
@@ -225,21 +245,35 @@ impl Engine {
     /// (it looks at `image`), by geometry alone otherwise; table regions read by the
     /// table-structure model when it is loaded. `scanned`: the lines were recognised from the
     /// image (not taken from a text layer).
+    ///
+    /// A born-digital page's ruled tables (grids drawn with `rules`, a text layer's, `px_per_pt`
+    /// pixels per point) are read from the rules first; their words take no further part.
+    #[allow(clippy::too_many_arguments)]
     fn blocks(
         &self,
         lines: Vec<Line>,
+        rules: &[BBox],
+        px_per_pt: f32,
         image: Option<&RgbImage>,
         page_height: f32,
         options: &RecognizeOptions,
         scanned: bool,
     ) -> Vec<Block> {
+        let (ruled, lines) = ruled_tables(lines, rules, px_per_pt);
         if let (Some(layout), Some(image)) = (&self.layout, image)
             && !lines.is_empty()
             && !options.no_layout
         {
             // The layout model failing is not the page failing: its blocks are then made by
             // geometry alone.
-            if let Ok(regions) = layout.detect(image, MIN_REGION_SCORE) {
+            if let Ok(mut regions) = layout.detect(image, MIN_REGION_SCORE) {
+                // A table region mostly over a ruled table is that table, already read.
+                regions.retain(|r| {
+                    r.kind != RegionKind::Table
+                        || !ruled.iter().any(|t| {
+                            overlap_area(&r.bbox, &t.bbox) > 0.5 * r.bbox.width() * r.bbox.height()
+                        })
+                });
                 let mut blocks = blocks_in_regions(lines, &regions, page_height);
                 if let Some(tables) = self.tables.as_deref().filter(|_| !options.no_table_model) {
                     read_tables(tables, image, &regions, &mut blocks);
@@ -251,12 +285,17 @@ impl Engine {
                         return vec![block];
                     }
                 }
+                insert_in_reading_order(&mut blocks, ruled);
                 link_captions(&mut blocks);
                 return blocks;
             }
         }
         let mut blocks = blocks_from_lines(lines);
         mark_page_numbers(&mut blocks, page_height);
+        if !ruled.is_empty() {
+            insert_in_reading_order(&mut blocks, ruled);
+            link_captions(&mut blocks);
+        }
         blocks
     }
 
@@ -342,7 +381,15 @@ impl Engine {
                     .join(" "),
             )
             .map(str::to_string);
-            page.blocks = self.blocks(layer.lines, image, page.height as f32, options, false);
+            page.blocks = self.blocks(
+                layer.lines,
+                &layer.rules,
+                decoded.dpi / 72.0,
+                image,
+                page.height as f32,
+                options,
+                false,
+            );
         }
         page.outcome = PageOutcome::Done {
             source: TextSource::TextLayer,
@@ -394,7 +441,15 @@ impl Engine {
                 page.blocks = if options.single_line {
                     blocks_from_lines(lines)
                 } else {
-                    self.blocks(lines, Some(&image), image.height() as f32, options, true)
+                    self.blocks(
+                        lines,
+                        &[],
+                        1.0,
+                        Some(&image),
+                        image.height() as f32,
+                        options,
+                        true,
+                    )
                 };
                 page.outcome = PageOutcome::Done {
                     source: TextSource::Recognition,

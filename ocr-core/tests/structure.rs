@@ -9,6 +9,7 @@
 use ocr_core::{BlockKind, DecodeOptions, Engine, InputFile, ModelSize, RecognizeOptions};
 
 use crate::support::fixture;
+use crate::support::pdf::{PageSpec, Text, build};
 
 fn structure(path: &str, pages: Option<Vec<usize>>) -> String {
     structure_with(
@@ -21,9 +22,13 @@ fn structure(path: &str, pages: Option<Vec<usize>>) -> String {
 }
 
 fn structure_with(path: &str, options: RecognizeOptions) -> String {
+    structure_of(fixture(path), options)
+}
+
+fn structure_of(bytes: Vec<u8>, options: RecognizeOptions) -> String {
     let engine = Engine::load_default(ModelSize::Small).expect("shipped models load");
     assert!(engine.layout().is_some(), "the layout model is loaded");
-    let file = InputFile::open(fixture(path), DecodeOptions::default()).expect("fixture opens");
+    let file = InputFile::open(bytes, DecodeOptions::default()).expect("fixture opens");
     let doc = engine.recognize(&file, &options, |_, _| {}).unwrap();
     let mut out = String::new();
     for page in &doc.pages {
@@ -100,4 +105,58 @@ fn a_table_image_read_for_its_tables() {
             ..Default::default()
         }
     ));
+}
+
+/// A born-digital page with a ruled table (cells stroked one by one, the header's second cell
+/// spanning two columns, the body's entries stacked without rules between them) between two
+/// paragraphs: the table comes from the rules and the text layer, in its place in the text.
+#[test]
+fn a_born_digital_ruled_table() {
+    let mut texts = vec![
+        Text {
+            x: 72.0,
+            y: 720.0,
+            size: 11.0,
+            text: "The survey counted visitors at three sites over two years.",
+        },
+        Text {
+            x: 72.0,
+            y: 420.0,
+            size: 11.0,
+            text: "Both years show the same order of sites.",
+        },
+    ];
+    let rows = [
+        ["Site", "Visitors", ""],
+        ["", "2023", "2024"],
+        ["North", "1,204", "1,390"],
+        ["South", "877", "902"],
+        ["East", "455", "610"],
+    ];
+    // Rows 0 and 1 ruled; rows 2-4 stacked in one ruled band (from y 620 down to 560).
+    let row_top = [680.0f32, 660.0, 640.0, 620.0, 600.0];
+    for (cells, top) in rows.iter().zip(row_top) {
+        for (k, text) in cells.iter().enumerate() {
+            if !text.is_empty() {
+                texts.push(Text {
+                    x: 80.0 + 120.0 * k as f32,
+                    y: top - 14.0,
+                    size: 10.0,
+                    text,
+                });
+            }
+        }
+    }
+    let mut rules = String::from("0.5 w\n");
+    // Header: "Site" spans both header rows, "Visitors" spans both year columns.
+    rules.push_str("72 640 120 40 re S\n192 660 240 20 re S\n");
+    rules.push_str("192 640 120 20 re S\n312 640 120 20 re S\n");
+    for k in 0..3 {
+        rules.push_str(&format!("{} 580 120 60 re S\n", 72 + 120 * k));
+    }
+    let page = PageSpec {
+        extra_content: rules,
+        ..PageSpec::letter(texts)
+    };
+    insta::assert_snapshot!(structure_of(build(&[page]), RecognizeOptions::default()));
 }

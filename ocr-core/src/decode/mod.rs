@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use image::RgbImage;
 
-use crate::document::{Line, Rotation};
+use crate::document::{BBox, Line, Rotation};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 
@@ -131,6 +131,9 @@ pub struct TextLayer {
     pub glyphs: usize,
     /// Glyphs without a Unicode mapping (their text is lost).
     pub unmapped_glyphs: usize,
+    /// The page's straight horizontal and vertical strokes and thin filled bars (table rules,
+    /// underlines, frames), each as the box of ink it covers, in the same pixels.
+    pub rules: Vec<BBox>,
 }
 
 impl TextLayer {
@@ -141,6 +144,7 @@ impl TextLayer {
             lines,
             glyphs,
             unmapped_glyphs: 0,
+            rules: Vec::new(),
         }
     }
 

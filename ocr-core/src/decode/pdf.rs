@@ -185,7 +185,11 @@ fn hayro_page(
 
     // The text pass doubles as the cost estimate for rendering, so it runs when either is asked.
     let cache = InterpreterCache::new();
-    let mut device = TextDevice::new(started + limits.page_timeout, MAX_GLYPHS_PER_PAGE);
+    let mut device = TextDevice::new(
+        started + limits.page_timeout,
+        MAX_GLYPHS_PER_PAGE,
+        f64::from(scale),
+    );
     let mut context = Context::new(
         transform,
         Rect::new(0.0, 0.0, f64::from(width), f64::from(height)),

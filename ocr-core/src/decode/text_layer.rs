@@ -5,6 +5,9 @@
 //! rotated and vertical text group correctly. Boxes span 0.2 em below to 0.8 em above the
 //! baseline and the glyph's advance along it: fonts rarely carry trustworthy ascent and descent,
 //! and the rendered ink sits inside that box for ordinary Latin, CJK and Cyrillic faces.
+//!
+//! The device also keeps the page's rules: straight horizontal and vertical strokes, and filled
+//! subpaths that are thin axis-aligned bars, as boxes of ink (what ruled tables are drawn with).
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -82,14 +85,23 @@ pub(super) struct TextDevice {
     /// `hayro`'s renderer would recurse until the stack overflows, which no `catch_unwind`
     /// survives, so such a page must not be rendered.
     pub(super) type3_recursion: bool,
+    rules: Vec<BBox>,
+    px_per_pt: f64,
 }
+
+/// Rules kept per page at most: a hostile page may draw millions of paths.
+const MAX_RULES: usize = 20_000;
+/// A filled axis-aligned bar at most this thick (in points) is a rule; thicker, it is a shape.
+const MAX_RULE_POINTS: f64 = 3.0;
 
 /// Deeper Type3 nesting than any real font uses.
 const MAX_TYPE3_DEPTH: usize = 8;
 
 impl TextDevice {
-    pub(super) fn new(deadline: Instant, max_glyphs: usize) -> Self {
+    /// `px_per_pt`: device pixels per point of the page (dpi / 72).
+    pub(super) fn new(deadline: Instant, max_glyphs: usize, px_per_pt: f64) -> Self {
         Self {
+            px_per_pt,
             glyphs: Vec::new(),
             glyph_count: 0,
             unmapped: 0,
@@ -100,6 +112,7 @@ impl TextDevice {
             type3_stack: Vec::new(),
             type3_checked: HashSet::new(),
             type3_recursion: false,
+            rules: Vec::new(),
         }
     }
 
@@ -122,13 +135,16 @@ impl TextDevice {
             lines,
             glyphs: self.glyph_count,
             unmapped_glyphs: self.unmapped,
+            rules: self.rules,
         }
     }
 }
 
 impl<'a> Device<'a> for TextDevice {
-    fn draw_path(&mut self, _: &BezPath, _: DrawProps<'a>, _: &DrawMode) {
-        self.tick(1);
+    fn draw_path(&mut self, path: &BezPath, props: DrawProps<'a>, mode: &DrawMode) {
+        if self.tick(1) && self.type3_stack.is_empty() && self.rules.len() < MAX_RULES {
+            self.keep_rules(path, &props.transform, mode);
+        }
     }
     fn push_clip_path(&mut self, _: &ClipPath) {
         self.tick(1);
@@ -197,6 +213,46 @@ impl<'a> Device<'a> for TextDevice {
 }
 
 impl TextDevice {
+    /// Records the rules `path` draws: each straight axis-aligned segment of a stroke, widened by
+    /// the line width, and each filled subpath that is a thin axis-aligned bar.
+    fn keep_rules(&mut self, path: &BezPath, transform: &kurbo::Affine, mode: &DrawMode) {
+        // Device pixels per unit of the path's space (the transform's mean scale).
+        let scale = transform.determinant().abs().sqrt();
+        let (stroke, fill) = match mode {
+            DrawMode::Stroke(s) => (Some(s.line_width), false),
+            DrawMode::FillAndStroke(_, s) => (Some(s.line_width), true),
+            DrawMode::Fill(_) => (None, true),
+            DrawMode::Invisible => return,
+        };
+        let device = *transform * path.clone();
+        if let Some(width) = stroke {
+            // A hairline (width 0) is drawn one pixel wide.
+            let half = (f64::from(width) * scale).max(1.0) / 2.0;
+            for seg in device.segments() {
+                if let kurbo::PathSeg::Line(l) = seg
+                    && let Some(b) = axis_aligned(l.p0, l.p1, half)
+                {
+                    self.rules.push(b);
+                }
+            }
+        }
+        if fill {
+            let thin = MAX_RULE_POINTS * self.px_per_pt;
+            let mut start = 0;
+            let elements = device.elements();
+            for end in 1..=elements.len() {
+                if end == elements.len() || matches!(elements[end], kurbo::PathEl::MoveTo(_)) {
+                    let sub = BezPath::from_vec(elements[start..end].to_vec());
+                    if let Some(b) = thin_bar(&sub, thin) {
+                        self.rules.push(b);
+                    }
+                    start = end;
+                }
+            }
+        }
+        self.rules.truncate(MAX_RULES);
+    }
+
     /// Interprets each Type3 glyph program once, with this device, to find programs that draw
     /// themselves; the nesting depth is bounded here, so this check cannot recurse endlessly.
     fn check_type3<'a>(&mut self, glyphs: &[PositionedGlyph<'a>], props: &DrawProps<'a>) {
@@ -221,6 +277,66 @@ impl TextDevice {
 
 /// PDF producers fake bold by drawing the same text twice, slightly offset; keeping both copies
 /// doubles every letter of the extracted text.
+/// The ink box of a straight segment from `a` to `b` drawn `2 * half` wide, when it is
+/// horizontal or vertical (within 1 in 50).
+fn axis_aligned(a: Point, b: Point, half: f64) -> Option<BBox> {
+    let (dx, dy) = ((b.x - a.x).abs(), (b.y - a.y).abs());
+    if !(a.is_finite() && b.is_finite()) || dx.max(dy) < 1.0 {
+        return None;
+    }
+    let b = if dy <= dx / 50.0 {
+        let y = (a.y + b.y) / 2.0;
+        BBox::new(
+            a.x.min(b.x) as f32,
+            (y - half) as f32,
+            a.x.max(b.x) as f32,
+            (y + half) as f32,
+        )
+    } else if dx <= dy / 50.0 {
+        let x = (a.x + b.x) / 2.0;
+        BBox::new(
+            (x - half) as f32,
+            a.y.min(b.y) as f32,
+            (x + half) as f32,
+            a.y.max(b.y) as f32,
+        )
+    } else {
+        return None;
+    };
+    Some(b)
+}
+
+/// The box of a filled subpath made of straight horizontal and vertical segments only, when
+/// it is a bar at most `thin` pixels thick (and longer than it is thick).
+fn thin_bar(sub: &BezPath, thin: f64) -> Option<BBox> {
+    let mut segments = 0;
+    for seg in sub.segments() {
+        let kurbo::PathSeg::Line(l) = seg else {
+            return None;
+        };
+        let (dx, dy) = ((l.p1.x - l.p0.x).abs(), (l.p1.y - l.p0.y).abs());
+        if dx > 0.02 * dy.max(1e-9) && dy > 0.02 * dx.max(1e-9) {
+            return None;
+        }
+        segments += 1;
+    }
+    let r = kurbo::Shape::bounding_box(sub);
+    let (w, h) = (r.width(), r.height());
+    if segments < 3
+        || !(w.is_finite() && h.is_finite())
+        || w.min(h) > thin
+        || w.max(h) < 2.0 * w.min(h).max(1.0)
+    {
+        return None;
+    }
+    Some(BBox::new(
+        r.x0 as f32,
+        r.y0 as f32,
+        r.x1 as f32,
+        r.y1 as f32,
+    ))
+}
+
 fn is_duplicate(previous: &[Glyph], g: &Glyph) -> bool {
     let tolerance = g.em() * 0.1;
     previous
@@ -380,7 +496,8 @@ mod tests {
 
     #[test]
     fn double_drawn_glyphs_are_dropped() {
-        let mut device = TextDevice::new(Instant::now() + std::time::Duration::from_secs(9), 100);
+        let mut device =
+            TextDevice::new(Instant::now() + std::time::Duration::from_secs(9), 100, 1.0);
         for g in [
             glyph("A", 0.0, 50.0),
             glyph("A", 0.3, 50.0),

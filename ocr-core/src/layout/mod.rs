@@ -4,6 +4,7 @@
 //! ([`blocks_in_regions`]).
 
 pub mod regions;
+pub mod rules;
 pub mod table;
 pub mod table_model;
 

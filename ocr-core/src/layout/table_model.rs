@@ -110,7 +110,7 @@ impl TableStructure {
 
 impl TableStructure {
     /// The words of each cell.
-    fn assign<'w>(&self, words: &'w [Word]) -> Vec<Vec<&'w Word>> {
+    pub(crate) fn assign<'w>(&self, words: &'w [Word]) -> Vec<Vec<&'w Word>> {
         let mut texts: Vec<Vec<&Word>> = vec![Vec::new(); self.cells.len()];
         for word in words {
             if let Some(k) = best_cell(&self.cells, &word.bbox) {
