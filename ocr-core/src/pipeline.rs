@@ -246,20 +246,22 @@ impl Engine {
     /// table-structure model when it is loaded. `scanned`: the lines were recognised from the
     /// image (not taken from a text layer).
     ///
-    /// A born-digital page's ruled tables (grids drawn with `rules`, a text layer's, `px_per_pt`
-    /// pixels per point) are read from the rules first; their words take no further part.
+    /// A born-digital page's ruled tables (grids drawn with a text layer's `rules`, or its
+    /// `shading`; `px_per_pt` pixels per point) are read from them first; their words take no
+    /// further part.
     #[allow(clippy::too_many_arguments)]
     fn blocks(
         &self,
         lines: Vec<Line>,
         rules: &[BBox],
+        shading: &[BBox],
         px_per_pt: f32,
         image: Option<&RgbImage>,
         page_height: f32,
         options: &RecognizeOptions,
         scanned: bool,
     ) -> Vec<Block> {
-        let (ruled, lines) = ruled_tables(lines, rules, px_per_pt);
+        let (ruled, lines) = ruled_tables(lines, rules, shading, px_per_pt);
         if let (Some(layout), Some(image)) = (&self.layout, image)
             && !lines.is_empty()
             && !options.no_layout
@@ -384,6 +386,7 @@ impl Engine {
             page.blocks = self.blocks(
                 layer.lines,
                 &layer.rules,
+                &layer.shading,
                 decoded.dpi / 72.0,
                 image,
                 page.height as f32,
@@ -443,6 +446,7 @@ impl Engine {
                 } else {
                     self.blocks(
                         lines,
+                        &[],
                         &[],
                         1.0,
                         Some(&image),

@@ -134,6 +134,8 @@ pub struct TextLayer {
     /// The page's straight horizontal and vertical strokes and thin filled bars (table rules,
     /// underlines, frames), each as the box of ink it covers, in the same pixels.
     pub rules: Vec<BBox>,
+    /// The page's boxes filled in a colour other than white (shaded cells, panels, bars).
+    pub shading: Vec<BBox>,
 }
 
 impl TextLayer {
@@ -145,6 +147,7 @@ impl TextLayer {
             glyphs,
             unmapped_glyphs: 0,
             rules: Vec::new(),
+            shading: Vec::new(),
         }
     }
 

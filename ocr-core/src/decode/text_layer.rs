@@ -7,7 +7,8 @@
 //! and the rendered ink sits inside that box for ordinary Latin, CJK and Cyrillic faces.
 //!
 //! The device also keeps the page's rules: straight horizontal and vertical strokes, and filled
-//! subpaths that are thin axis-aligned bars, as boxes of ink (what ruled tables are drawn with).
+//! subpaths that are thin axis-aligned bars, as boxes of ink (what ruled tables are drawn with),
+//! and, apart, shaded boxes (what tables of shaded cells are drawn with).
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -16,7 +17,7 @@ use hayro_interpret::CacheKey;
 use hayro_interpret::font::{Glyph as FontGlyph, GlyphRun, PositionedGlyph};
 use hayro_interpret::hayro_cmap::BfString;
 use hayro_interpret::{
-    BlendMode, ClipPath, Device, DrawMode, DrawProps, Image, ImageDrawProps, SoftMask,
+    BlendMode, ClipPath, Device, DrawMode, DrawProps, Image, ImageDrawProps, Paint, SoftMask,
 };
 use kurbo::{BezPath, Point, Vec2};
 
@@ -86,6 +87,7 @@ pub(super) struct TextDevice {
     /// survives, so such a page must not be rendered.
     pub(super) type3_recursion: bool,
     rules: Vec<BBox>,
+    shading: Vec<BBox>,
     px_per_pt: f64,
 }
 
@@ -113,6 +115,7 @@ impl TextDevice {
             type3_checked: HashSet::new(),
             type3_recursion: false,
             rules: Vec::new(),
+            shading: Vec::new(),
         }
     }
 
@@ -136,6 +139,7 @@ impl TextDevice {
             glyphs: self.glyph_count,
             unmapped_glyphs: self.unmapped,
             rules: self.rules,
+            shading: self.shading,
         }
     }
 }
@@ -143,7 +147,7 @@ impl TextDevice {
 impl<'a> Device<'a> for TextDevice {
     fn draw_path(&mut self, path: &BezPath, props: DrawProps<'a>, mode: &DrawMode) {
         if self.tick(1) && self.type3_stack.is_empty() && self.rules.len() < MAX_RULES {
-            self.keep_rules(path, &props.transform, mode);
+            self.keep_rules(path, &props.transform, &props.paint, mode);
         }
     }
     fn push_clip_path(&mut self, _: &ClipPath) {
@@ -214,8 +218,15 @@ impl<'a> Device<'a> for TextDevice {
 
 impl TextDevice {
     /// Records the rules `path` draws: each straight axis-aligned segment of a stroke, widened by
-    /// the line width, and each filled subpath that is a thin axis-aligned bar.
-    fn keep_rules(&mut self, path: &BezPath, transform: &kurbo::Affine, mode: &DrawMode) {
+    /// the line width, and each filled subpath that is a thin axis-aligned bar; and, apart, each
+    /// filled axis-aligned box in a colour other than white (shading).
+    fn keep_rules(
+        &mut self,
+        path: &BezPath,
+        transform: &kurbo::Affine,
+        paint: &Paint<'_>,
+        mode: &DrawMode,
+    ) {
         // Device pixels per unit of the path's space (the transform's mean scale).
         let scale = transform.determinant().abs().sqrt();
         let (stroke, fill) = match mode {
@@ -238,15 +249,28 @@ impl TextDevice {
         }
         if fill {
             let thin = MAX_RULE_POINTS * self.px_per_pt;
+            let shaded = match paint {
+                Paint::Color(c) => {
+                    let [r, g, b, a] = c.to_rgba().to_rgba8();
+                    a > 0 && r.min(g).min(b) < 240
+                }
+                Paint::Pattern(_) => false,
+            };
             let mut start = 0;
             let elements = device.elements();
             for end in 1..=elements.len() {
                 if end == elements.len() || matches!(elements[end], kurbo::PathEl::MoveTo(_)) {
                     let sub = BezPath::from_vec(elements[start..end].to_vec());
-                    if let Some(b) = thin_bar(&sub, thin) {
-                        self.rules.push(b);
-                    }
                     start = end;
+                    let Some(r) = axis_rect(&sub) else {
+                        continue;
+                    };
+                    let (long, short) = (r.width().max(r.height()), r.width().min(r.height()));
+                    if short <= thin && long >= 2.0 * short.max(1.0) {
+                        self.rules.push(bbox(r));
+                    } else if shaded && short > thin && self.shading.len() < MAX_RULES {
+                        self.shading.push(bbox(r));
+                    }
                 }
             }
         }
@@ -306,9 +330,8 @@ fn axis_aligned(a: Point, b: Point, half: f64) -> Option<BBox> {
     Some(b)
 }
 
-/// The box of a filled subpath made of straight horizontal and vertical segments only, when
-/// it is a bar at most `thin` pixels thick (and longer than it is thick).
-fn thin_bar(sub: &BezPath, thin: f64) -> Option<BBox> {
+/// The box of a filled subpath made of straight horizontal and vertical segments only.
+fn axis_rect(sub: &BezPath) -> Option<kurbo::Rect> {
     let mut segments = 0;
     for seg in sub.segments() {
         let kurbo::PathSeg::Line(l) = seg else {
@@ -321,20 +344,11 @@ fn thin_bar(sub: &BezPath, thin: f64) -> Option<BBox> {
         segments += 1;
     }
     let r = kurbo::Shape::bounding_box(sub);
-    let (w, h) = (r.width(), r.height());
-    if segments < 3
-        || !(w.is_finite() && h.is_finite())
-        || w.min(h) > thin
-        || w.max(h) < 2.0 * w.min(h).max(1.0)
-    {
-        return None;
-    }
-    Some(BBox::new(
-        r.x0 as f32,
-        r.y0 as f32,
-        r.x1 as f32,
-        r.y1 as f32,
-    ))
+    (segments >= 3 && r.width().is_finite() && r.height().is_finite()).then_some(r)
+}
+
+fn bbox(r: kurbo::Rect) -> BBox {
+    BBox::new(r.x0 as f32, r.y0 as f32, r.x1 as f32, r.y1 as f32)
 }
 
 fn is_duplicate(previous: &[Glyph], g: &Glyph) -> bool {

@@ -97,16 +97,49 @@ pub fn find_grids(rules: &[BBox], px_per_pt: f32) -> Vec<Grid> {
 /// The ruled tables of a page: the grids of [`find_grids`] that hold text as a table does,
 /// filled with the words whose centre lies inside them. Returns the table blocks and the page's
 /// lines without those words (a line partly inside a table keeps its other words).
-pub fn ruled_tables(lines: Vec<Line>, rules: &[BBox], px_per_pt: f32) -> (Vec<Block>, Vec<Line>) {
-    if rules.is_empty() || lines.is_empty() {
+///
+/// Tables of shaded cells parted by white have no rules: the edges of the `shading` boxes stand
+/// for them where no table of rules was found (shading mixed with rules is set off from them by
+/// a point or two, and would add slivers of rows and columns).
+pub fn ruled_tables(
+    lines: Vec<Line>,
+    rules: &[BBox],
+    shading: &[BBox],
+    px_per_pt: f32,
+) -> (Vec<Block>, Vec<Line>) {
+    if (rules.is_empty() && shading.is_empty()) || lines.is_empty() {
         return (Vec::new(), lines);
     }
-    let grids = find_grids(rules, px_per_pt);
+    let edges: Vec<BBox> = shading
+        .iter()
+        .flat_map(|r| {
+            let e = 0.5;
+            [
+                BBox::new(r.x0, r.y0 - e, r.x1, r.y0 + e),
+                BBox::new(r.x0, r.y1 - e, r.x1, r.y1 + e),
+                BBox::new(r.x0 - e, r.y0, r.x0 + e, r.y1),
+                BBox::new(r.x1 - e, r.y0, r.x1 + e, r.y1),
+            ]
+        })
+        .collect();
     // Which table (if any) takes each word, by line and word index.
     let mut owner: Vec<Vec<Option<usize>>> =
         lines.iter().map(|l| vec![None; l.words.len()]).collect();
     let mut tables: Vec<Table> = Vec::new();
-    for grid in grids {
+    for (shaded, grid) in find_grids(rules, px_per_pt)
+        .into_iter()
+        .map(|g| (false, g))
+        .chain(find_grids(&edges, px_per_pt).into_iter().map(|g| (true, g)))
+    {
+        if shaded
+            && tables.iter().any(|t| {
+                let b = BBox::enclosing(t.cells.iter().map(|c| &c.bbox)).unwrap_or_default();
+                b.x1.min(grid.bbox.x1) > b.x0.max(grid.bbox.x0)
+                    && b.y1.min(grid.bbox.y1) > b.y0.max(grid.bbox.y0)
+            })
+        {
+            continue;
+        }
         let mut inside = Vec::new();
         for (i, line) in lines.iter().enumerate() {
             for (k, w) in line.words.iter().enumerate() {
@@ -681,7 +714,7 @@ mod tests {
             ]),
             line(vec![word("After", 100.0, 220.0)]),
         ];
-        let (tables, rest) = ruled_tables(lines, &grid_rules(), 1.0);
+        let (tables, rest) = ruled_tables(lines, &grid_rules(), &[], 1.0);
         assert_eq!(tables.len(), 1);
         let table = tables[0].table.as_ref().expect("a table");
         assert_eq!(tables[0].kind, BlockKind::Table);
@@ -718,7 +751,7 @@ mod tests {
             ]),
             line(vec![word("f", 110.0, 168.0), word("g", 310.0, 168.0)]),
         ];
-        let (tables, _) = ruled_tables(lines, &r, 1.0);
+        let (tables, _) = ruled_tables(lines, &r, &[], 1.0);
         let table = tables[0].table.as_ref().expect("a table");
         assert_eq!((table.rows, table.columns), (3, 3));
     }
@@ -746,7 +779,7 @@ mod tests {
             ]),
             line(vec![word("and", 110.0, 168.0), word("more", 230.0, 168.0)]),
         ];
-        let (tables, rest) = ruled_tables(lines.clone(), &r, 1.0);
+        let (tables, rest) = ruled_tables(lines.clone(), &r, &[], 1.0);
         assert!(tables.is_empty());
         assert_eq!(rest, lines);
         // Columns ruled only at the frame: words set apart inside one cell.
@@ -769,7 +802,7 @@ mod tests {
                 word("2", 330.0, 138.0),
             ]),
         ];
-        assert!(ruled_tables(lines, &r, 1.0).0.is_empty());
+        assert!(ruled_tables(lines, &r, &[], 1.0).0.is_empty());
     }
 
     #[test]
@@ -800,7 +833,7 @@ mod tests {
                 word(b, 310.0, y),
             ]));
         }
-        let (tables, _) = ruled_tables(lines, &r, 1.0);
+        let (tables, _) = ruled_tables(lines, &r, &[], 1.0);
         let table = tables[0].table.as_ref().expect("a table");
         assert_eq!((table.rows, table.columns), (4, 3));
         let row = |r: usize| -> Vec<String> {
@@ -826,9 +859,50 @@ mod tests {
                 word("x", 310.0, 163.0),
             ]),
         ];
-        let (tables, _) = ruled_tables(lines, &r, 1.0);
+        let (tables, _) = ruled_tables(lines, &r, &[], 1.0);
         let table = tables[0].table.as_ref().expect("a table");
         assert_eq!(table.rows, 2);
+    }
+
+    #[test]
+    fn shaded_cells_parted_by_white_make_a_table() {
+        // Three rows of two shaded cells, 2 px of white between them, no rules at all.
+        let mut shading = Vec::new();
+        for r in 0..3 {
+            let y = 100.0 + 30.0 * r as f32;
+            shading.push(BBox::new(100.0, y, 198.0, y + 28.0));
+            shading.push(BBox::new(200.0, y, 298.0, y + 28.0));
+        }
+        let lines: Vec<Line> = [("Program", "Budget"), ("Data", "$0.9M"), ("Total", "$8M")]
+            .iter()
+            .enumerate()
+            .map(|(r, (a, b))| {
+                let y = 108.0 + 30.0 * r as f32;
+                line(vec![word(a, 105.0, y), word(b, 205.0, y)])
+            })
+            .collect();
+        let (tables, rest) = ruled_tables(lines.clone(), &[], &shading, 1.0);
+        assert!(rest.is_empty());
+        let table = tables[0].table.as_ref().expect("a table");
+        assert_eq!((table.rows, table.columns), (3, 2));
+        assert_eq!(table.cells[3].text, "$0.9M");
+        // Where rules draw the table, shading set a little off them adds nothing.
+        let shifted: Vec<BBox> = shading
+            .iter()
+            .map(|b| BBox::new(b.x0 + 5.0, b.y0 + 4.0, b.x1 + 5.0, b.y1 + 4.0))
+            .collect();
+        let words = vec![
+            line(vec![word("a", 110.0, 108.0), word("b", 210.0, 108.0)]),
+            line(vec![
+                word("c", 110.0, 138.0),
+                word("d", 210.0, 138.0),
+                word("e", 310.0, 138.0),
+            ]),
+            line(vec![word("f", 110.0, 168.0), word("g", 310.0, 168.0)]),
+        ];
+        let with = ruled_tables(words.clone(), &grid_rules(), &shifted, 1.0);
+        let without = ruled_tables(words, &grid_rules(), &[], 1.0);
+        assert_eq!(with, without);
     }
 
     #[test]
