@@ -122,12 +122,16 @@ impl TableStructure {
 
     /// How many cells hold words that sit side by side on one line with a gap wider than a
     /// line's height between them: text a typesetter put in two columns, which this structure
-    /// merged (a table read badly, typically one ruled by rows alone).
+    /// merged (a table read badly, typically one ruled by rows alone). A bullet or item number
+    /// set apart from its item's text is no such gap.
     pub fn merged_cells(&self, words: &[Word]) -> usize {
         self.assign(words)
             .into_iter()
             .filter(|cell| {
                 cell.iter().any(|a| {
+                    if crate::layout::list_marker(&format!("{} x", a.text)).is_some() {
+                        return false;
+                    }
                     let h = a.bbox.height();
                     cell.iter().any(|b| {
                         let overlap = a.bbox.y1.min(b.bbox.y1) - a.bbox.y0.max(b.bbox.y0);
