@@ -154,6 +154,9 @@ pub fn ruled_tables(
                 }
             }
         }
+        if shaded && text_beside(&lines, &grid) {
+            continue;
+        }
         let words: Vec<Word> = inside
             .iter()
             .map(|&(i, k)| lines[i].words[k].clone())
@@ -210,6 +213,67 @@ pub fn ruled_tables(
         })
         .collect();
     (blocks, rest)
+}
+
+/// Whether the grid is a patch of a larger table (cells shaded as a heat map, a shaded column,
+/// shaded rows under a plain header): words lie beside it, level with it and closer than it is
+/// wide; or the words set level right above or below it (within a row and a half) sit in two
+/// or more of its columns, hardly ever crossing a column's edge, as a header row's do (a
+/// paragraph's words cross them).
+fn text_beside(lines: &[Line], grid: &Grid) -> bool {
+    let b = &grid.bbox;
+    let row = grid
+        .structure
+        .cells
+        .iter()
+        .filter(|c| c.row_span == 1)
+        .map(|c| c.bbox.height())
+        .fold(f32::INFINITY, f32::min)
+        .min(b.height());
+    let words = || lines.iter().flat_map(|l| &l.words);
+    let level = words().any(|w| {
+        let cy = (w.bbox.y0 + w.bbox.y1) / 2.0;
+        let gap = (b.x0 - w.bbox.x1).max(w.bbox.x0 - b.x1);
+        cy > b.y0 && cy < b.y1 && gap > 0.0 && gap < b.width()
+    });
+    if level {
+        return true;
+    }
+    let near: Vec<&Word> = words()
+        .filter(|w| {
+            let cx = (w.bbox.x0 + w.bbox.x1) / 2.0;
+            let gap = (b.y0 - w.bbox.y1).max(w.bbox.y0 - b.y1);
+            // Set level (turned headings are taller than a row).
+            cx > b.x0 && cx < b.x1 && gap > 0.0 && gap < 1.5 * row && w.bbox.height() <= row
+        })
+        .collect();
+    let mut edges: Vec<f32> = grid
+        .structure
+        .cells
+        .iter()
+        .flat_map(|c| [c.bbox.x0, c.bbox.x1])
+        .filter(|&x| x > b.x0 + 1.0 && x < b.x1 - 1.0)
+        .collect();
+    edges.sort_by(f32::total_cmp);
+    edges.dedup_by(|a, b| (*a - *b).abs() < 1.0);
+    let crossed = near
+        .iter()
+        .filter(|w| {
+            edges
+                .iter()
+                .any(|&x| x > w.bbox.x0 + 1.0 && x < w.bbox.x1 - 1.0)
+        })
+        .count();
+    let mut columns: Vec<usize> = near
+        .iter()
+        .map(|w| {
+            let cx = (w.bbox.x0 + w.bbox.x1) / 2.0;
+            edges.iter().filter(|&&x| x < cx).count()
+        })
+        .collect();
+    columns.sort_unstable();
+    columns.dedup();
+    crossed * 4 <= near.len() && columns.len() >= 2
 }
 
 /// `structure` filled with `words` (those inside its box), its outer rows and columns without
@@ -903,6 +967,43 @@ mod tests {
         let with = ruled_tables(words.clone(), &grid_rules(), &shifted, 1.0);
         let without = ruled_tables(words, &grid_rules(), &[], 1.0);
         assert_eq!(with, without);
+    }
+
+    #[test]
+    fn shaded_patches_of_a_larger_table_are_no_table() {
+        // A heat map: a 3 x 2 block of shaded cells inside rows that go on left and right.
+        let mut shading = Vec::new();
+        for r in 0..3 {
+            let y = 100.0 + 30.0 * r as f32;
+            shading.push(BBox::new(200.0, y, 260.0, y + 30.0));
+            shading.push(BBox::new(260.0, y, 320.0, y + 30.0));
+        }
+        let lines: Vec<Line> = (0..3)
+            .map(|r| {
+                let y = 108.0 + 30.0 * r as f32;
+                line(vec![
+                    word("row", 100.0, y),
+                    word("0.8", 210.0, y),
+                    word("0.2", 270.0, y),
+                    word("0.0", 330.0, y),
+                ])
+            })
+            .collect();
+        let (tables, rest) = ruled_tables(lines.clone(), &[], &shading, 1.0);
+        assert!(tables.is_empty());
+        assert_eq!(rest, lines);
+        // Shaded rows under a plain header row just above them.
+        let shading: Vec<BBox> = shading
+            .iter()
+            .map(|b| BBox::new(b.x0 - 100.0, b.y0, b.x1 + 60.0, b.y1))
+            .collect();
+        let mut lines: Vec<Line> = lines;
+        lines.insert(
+            0,
+            line(vec![word("Name", 105.0, 86.0), word("Score", 210.0, 86.0)]),
+        );
+        let (tables, _) = ruled_tables(lines, &[], &shading, 1.0);
+        assert!(tables.is_empty());
     }
 
     #[test]
