@@ -178,3 +178,45 @@ trailer << /Size 7 /Root 1 0 R >>
     // The text layer alone is safe to read.
     assert!(file.page(0, PageParts::TEXT_LAYER).is_ok());
 }
+
+/// A page drawing a mesh of 2 000 rules each way over its text (a hostile or pathological
+/// drawing) is read from its text layer; the ruled-table search bounds its work and finds no
+/// table in a mesh whose cells hold no text as a table's do.
+#[test]
+fn a_mesh_of_rules_over_text_is_read_without_a_table() {
+    let mut mesh = String::from("0.1 w\n");
+    for k in 0..2_000 {
+        let p = 4.0 * k as f32;
+        mesh.push_str(&format!("0 {p} m 8000 {p} l S\n{p} 0 m {p} 8000 l S\n"));
+    }
+    let page = PageSpec {
+        width: 8000.0,
+        height: 8000.0,
+        rotate: 0,
+        texts: vec![Text {
+            x: 72.0,
+            y: 7900.0,
+            size: 12.0,
+            text: "Text under a mesh",
+        }],
+        extra_content: mesh,
+    };
+    let file = InputFile::open(
+        build(&[page]),
+        DecodeOptions {
+            dpi: 72.0,
+            ..DecodeOptions::default()
+        },
+    )
+    .expect("open");
+    let doc = ocr_core::Engine::new()
+        .recognize(&file, &ocr_core::RecognizeOptions::default(), |_, _| {})
+        .expect("read");
+    let page = &doc.pages[0];
+    assert!(
+        page.text().contains("Text under a mesh"),
+        "{:?}",
+        page.outcome
+    );
+    assert!(page.blocks.iter().all(|b| b.table.is_none()));
+}
