@@ -556,8 +556,10 @@ fn grid(hs: &[Rule], vs: &[Rule], snap: f32) -> Option<Grid> {
             }
         }
     }
-    // Each group of joined grid cells: its rows and columns, and how many cells it has.
-    let mut spans: Vec<Option<(usize, usize, usize, usize, usize)>> = vec![None; rows * columns];
+    // Each group of joined grid cells: its first and last rows and columns, and how many cells
+    // it has.
+    type Span = (usize, usize, usize, usize, usize);
+    let mut spans: Vec<Option<Span>> = vec![None; rows * columns];
     for i in 0..rows {
         for j in 0..columns {
             let g = cells.find(i * columns + j);
