@@ -8,6 +8,11 @@
 //! text are dropped, and a grid is kept as a table only when its text sits in it the way a
 //! table's does: in at least two rows and two columns, filling a fair share of its cells, and
 //! hardly ever crossed by one of its rules (text that rules cross is prose in a frame, or a chart).
+//! Entries set one per line in a ruled row, lined up across its cells, become rows of their own.
+//!
+//! Tables of shaded cells parted by white are found the same way from the edges of the page's
+//! [`shading`](crate::decode::TextLayer::shading), where no table of rules is and unless the
+//! shaded grid is a patch of a larger table (a heat map, zebra rows under a plain header).
 
 use super::table_model::{CellBox, TableStructure};
 use crate::document::{BBox, Block, BlockKind, Line, Table, Word};
