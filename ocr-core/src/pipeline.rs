@@ -18,7 +18,9 @@ use crate::error::{Error, Result};
 use crate::layout::regions::{LayoutModel, MIN_REGION_SCORE, Region, RegionKind};
 use crate::layout::rules::ruled_tables;
 use crate::layout::table_model::TableModel;
-use crate::layout::{blocks_from_lines, blocks_in_regions, link_captions, mark_page_numbers};
+use crate::layout::{
+    blocks_from_lines, blocks_in_regions, intersection, link_captions, mark_page_numbers,
+};
 use crate::ocr::{self, ModelSize, OcrModels};
 
 /// Why a page that needs OCR has no text when the engine has no models: every such reason
@@ -141,11 +143,6 @@ fn read_tables(tables: &TableModel, image: &RgbImage, regions: &[Region], blocks
     }
 }
 
-/// The area two boxes share.
-fn overlap_area(a: &BBox, b: &BBox) -> f32 {
-    (a.x1.min(b.x1) - a.x0.max(b.x0)).max(0.0) * (a.y1.min(b.y1) - a.y0.max(b.y0)).max(0.0)
-}
-
 /// Puts each of `tables` before the first block that starts below its top and shares some of
 /// its width (else before the first block below it, else last).
 fn insert_in_reading_order(blocks: &mut Vec<Block>, tables: Vec<Block>) {
@@ -246,22 +243,18 @@ impl Engine {
     /// table-structure model when it is loaded. `scanned`: the lines were recognised from the
     /// image (not taken from a text layer).
     ///
-    /// A born-digital page's ruled tables (grids drawn with a text layer's `rules`, or its
-    /// `shading`; `px_per_pt` pixels per point) are read from them first; their words take no
-    /// further part.
-    #[allow(clippy::too_many_arguments)]
+    ///
+    /// `ruled`: a born-digital page's tables already read from its rules or shading (their words
+    /// are no longer among `lines`); they join the blocks in reading order.
     fn blocks(
         &self,
         lines: Vec<Line>,
-        rules: &[BBox],
-        shading: &[BBox],
-        px_per_pt: f32,
+        ruled: Vec<Block>,
         image: Option<&RgbImage>,
         page_height: f32,
         options: &RecognizeOptions,
         scanned: bool,
     ) -> Vec<Block> {
-        let (ruled, lines) = ruled_tables(lines, rules, shading, px_per_pt);
         if let (Some(layout), Some(image)) = (&self.layout, image)
             && !lines.is_empty()
             && !options.no_layout
@@ -273,7 +266,7 @@ impl Engine {
                 regions.retain(|r| {
                     r.kind != RegionKind::Table
                         || !ruled.iter().any(|t| {
-                            overlap_area(&r.bbox, &t.bbox) > 0.5 * r.bbox.width() * r.bbox.height()
+                            intersection(&r.bbox, &t.bbox) > 0.5 * r.bbox.width() * r.bbox.height()
                         })
                 });
                 let mut blocks = blocks_in_regions(lines, &regions, page_height);
@@ -383,16 +376,13 @@ impl Engine {
                     .join(" "),
             )
             .map(str::to_string);
-            page.blocks = self.blocks(
+            let (ruled, lines) = ruled_tables(
                 layer.lines,
                 &layer.rules,
                 &layer.shading,
                 decoded.dpi / 72.0,
-                image,
-                page.height as f32,
-                options,
-                false,
             );
+            page.blocks = self.blocks(lines, ruled, image, page.height as f32, options, false);
         }
         page.outcome = PageOutcome::Done {
             source: TextSource::TextLayer,
@@ -446,9 +436,7 @@ impl Engine {
                 } else {
                     self.blocks(
                         lines,
-                        &[],
-                        &[],
-                        1.0,
+                        Vec::new(),
                         Some(&image),
                         image.height() as f32,
                         options,

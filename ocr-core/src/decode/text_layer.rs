@@ -299,8 +299,6 @@ impl TextDevice {
     }
 }
 
-/// PDF producers fake bold by drawing the same text twice, slightly offset; keeping both copies
-/// doubles every letter of the extracted text.
 /// The ink box of a straight segment from `a` to `b` drawn `2 * half` wide, when it is
 /// horizontal or vertical (within 1 in 50).
 fn axis_aligned(a: Point, b: Point, half: f64) -> Option<BBox> {
@@ -351,6 +349,8 @@ fn bbox(r: kurbo::Rect) -> BBox {
     BBox::new(r.x0 as f32, r.y0 as f32, r.x1 as f32, r.y1 as f32)
 }
 
+/// PDF producers fake bold by drawing the same text twice, slightly offset; keeping both copies
+/// doubles every letter of the extracted text.
 fn is_duplicate(previous: &[Glyph], g: &Glyph) -> bool {
     let tolerance = g.em() * 0.1;
     previous

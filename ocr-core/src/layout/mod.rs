@@ -314,7 +314,8 @@ pub fn list_marker(text: &str) -> Option<(&str, &str)> {
     (bullet || numbered).then_some((marker, rest))
 }
 
-fn intersection(a: &BBox, b: &BBox) -> f32 {
+/// The area two boxes share.
+pub(crate) fn intersection(a: &BBox, b: &BBox) -> f32 {
     (a.x1.min(b.x1) - a.x0.max(b.x0)).max(0.0) * (a.y1.min(b.y1) - a.y0.max(b.y0)).max(0.0)
 }
 

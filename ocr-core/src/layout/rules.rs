@@ -14,6 +14,7 @@
 //! [`shading`](crate::decode::TextLayer::shading), where no table of rules is and unless the
 //! shaded grid is a patch of a larger table (a heat map, zebra rows under a plain header).
 
+use super::intersection;
 use super::table_model::{CellBox, TableStructure};
 use crate::document::{BBox, Block, BlockKind, Line, Table, Word};
 
@@ -130,31 +131,24 @@ pub fn ruled_tables(
     // Which table (if any) takes each word, by line and word index.
     let mut owner: Vec<Vec<Option<usize>>> =
         lines.iter().map(|l| vec![None; l.words.len()]).collect();
-    let mut tables: Vec<Table> = Vec::new();
+    // Each table with its box (its cells', after trimming).
+    let mut tables: Vec<(Table, BBox)> = Vec::new();
     for (shaded, grid) in find_grids(rules, px_per_pt)
         .into_iter()
         .map(|g| (false, g))
         .chain(find_grids(&edges, px_per_pt).into_iter().map(|g| (true, g)))
     {
         if shaded
-            && tables.iter().any(|t| {
-                let b = BBox::enclosing(t.cells.iter().map(|c| &c.bbox)).unwrap_or_default();
-                b.x1.min(grid.bbox.x1) > b.x0.max(grid.bbox.x0)
-                    && b.y1.min(grid.bbox.y1) > b.y0.max(grid.bbox.y0)
-            })
+            && tables
+                .iter()
+                .any(|(_, b)| intersection(b, &grid.bbox) > 0.0)
         {
             continue;
         }
         let mut inside = Vec::new();
         for (i, line) in lines.iter().enumerate() {
             for (k, w) in line.words.iter().enumerate() {
-                let (cx, cy) = ((w.bbox.x0 + w.bbox.x1) / 2.0, (w.bbox.y0 + w.bbox.y1) / 2.0);
-                if owner[i][k].is_none()
-                    && cx > grid.bbox.x0
-                    && cx < grid.bbox.x1
-                    && cy > grid.bbox.y0
-                    && cy < grid.bbox.y1
-                {
+                if owner[i][k].is_none() && centre_in(&w.bbox, &grid.bbox) {
                     inside.push((i, k));
                 }
             }
@@ -172,13 +166,11 @@ pub fn ruled_tables(
         // The trimmed table may leave words of dropped outer rows or columns outside it.
         let bbox = BBox::enclosing(table.cells.iter().map(|c| &c.bbox)).unwrap_or(grid.bbox);
         for (i, k) in inside {
-            let w = &lines[i].words[k].bbox;
-            let (cx, cy) = ((w.x0 + w.x1) / 2.0, (w.y0 + w.y1) / 2.0);
-            if cx > bbox.x0 && cx < bbox.x1 && cy > bbox.y0 && cy < bbox.y1 {
+            if centre_in(&lines[i].words[k].bbox, &bbox) {
                 owner[i][k] = Some(tables.len());
             }
         }
-        tables.push(table);
+        tables.push((table, bbox));
     }
     if tables.is_empty() {
         return (Vec::new(), lines);
@@ -208,11 +200,9 @@ pub fn ruled_tables(
     let blocks = tables
         .into_iter()
         .zip(table_lines)
-        .map(|(table, lines)| {
+        .map(|((table, bbox), lines)| {
             let mut block = Block::from_lines(BlockKind::Table, lines);
-            if let Some(b) = BBox::enclosing(table.cells.iter().map(|c| &c.bbox)) {
-                block.bbox = block.bbox.union(&b);
-            }
+            block.bbox = block.bbox.union(&bbox);
             block.table = Some(table);
             block
         })
@@ -383,6 +373,12 @@ fn table_in_grid(structure: &TableStructure, words: &[Word]) -> Option<Table> {
         columns,
         cells,
     })
+}
+
+/// Whether the centre of `w` lies inside `b`.
+fn centre_in(w: &BBox, b: &BBox) -> bool {
+    let (cx, cy) = ((w.x0 + w.x1) / 2.0, (w.y0 + w.y1) / 2.0);
+    cx > b.x0 && cx < b.x1 && cy > b.y0 && cy < b.y1
 }
 
 /// The centre height of a word.
@@ -692,6 +688,11 @@ mod tests {
         Line::from_words(words)
     }
 
+    /// A line of words at height `y`, each at its x.
+    fn at(y: f32, words: &[(&str, f32)]) -> Line {
+        line(words.iter().map(|&(t, x)| word(t, x, y)).collect())
+    }
+
     /// A grid from x 100 to 400 (columns at 200 and 300) and y 100 to 190 (rows at 130, 160);
     /// the header row has no rule between its last two columns.
     fn grid_rules() -> Vec<BBox> {
@@ -766,11 +767,8 @@ mod tests {
     #[test]
     fn a_ruled_table_takes_its_words_and_leaves_the_rest() {
         let lines = vec![
-            line(vec![word("Intro", 100.0, 60.0)]),
-            line(vec![
-                word("Name", 110.0, 108.0),
-                word("Scores", 210.0, 108.0),
-            ]),
+            at(60.0, &[("Intro", 100.0)]),
+            at(108.0, &[("Name", 110.0), ("Scores", 210.0)]),
             line(vec![
                 word("Ann", 110.0, 138.0),
                 word("12", 210.0, 138.0),
@@ -778,12 +776,8 @@ mod tests {
                 // A word beside the table on the same text line stays outside it.
                 word("margin", 420.0, 138.0),
             ]),
-            line(vec![
-                word("Bob", 110.0, 168.0),
-                word("9", 210.0, 168.0),
-                word("11", 310.0, 168.0),
-            ]),
-            line(vec![word("After", 100.0, 220.0)]),
+            at(168.0, &[("Bob", 110.0), ("9", 210.0), ("11", 310.0)]),
+            at(220.0, &[("After", 100.0)]),
         ];
         let (tables, rest) = ruled_tables(lines, &grid_rules(), &[], 1.0);
         assert_eq!(tables.len(), 1);
@@ -814,13 +808,9 @@ mod tests {
         r.push(rule(100.0, 220.0, 600.0, 220.0));
         r.push(rule(400.0, 190.0, 400.0, 220.0));
         let lines = vec![
-            line(vec![word("a", 110.0, 108.0), word("b", 210.0, 108.0)]),
-            line(vec![
-                word("c", 110.0, 138.0),
-                word("d", 210.0, 138.0),
-                word("e", 310.0, 138.0),
-            ]),
-            line(vec![word("f", 110.0, 168.0), word("g", 310.0, 168.0)]),
+            at(108.0, &[("a", 110.0), ("b", 210.0)]),
+            at(138.0, &[("c", 110.0), ("d", 210.0), ("e", 310.0)]),
+            at(168.0, &[("f", 110.0), ("g", 310.0)]),
         ];
         let (tables, _) = ruled_tables(lines, &r, &[], 1.0);
         let table = tables[0].table.as_ref().expect("a table");
@@ -839,16 +829,12 @@ mod tests {
         ];
         r.push(rule(250.0, 100.0, 250.0, 190.0));
         let lines = vec![
-            line(vec![
-                word("Prose", 110.0, 108.0),
-                word("crossing", 220.0, 108.0),
-                word("over", 300.0, 108.0),
-            ]),
-            line(vec![
-                word("the", 110.0, 128.0),
-                word("boundary", 220.0, 128.0),
-            ]),
-            line(vec![word("and", 110.0, 168.0), word("more", 230.0, 168.0)]),
+            at(
+                108.0,
+                &[("Prose", 110.0), ("crossing", 220.0), ("over", 300.0)],
+            ),
+            at(128.0, &[("the", 110.0), ("boundary", 220.0)]),
+            at(168.0, &[("and", 110.0), ("more", 230.0)]),
         ];
         let (tables, rest) = ruled_tables(lines.clone(), &r, &[], 1.0);
         assert!(tables.is_empty());
@@ -863,15 +849,8 @@ mod tests {
             rule(250.0, 100.0, 250.0, 130.0),
         ];
         let lines = vec![
-            line(vec![
-                word("Head", 110.0, 108.0),
-                word("Other", 260.0, 108.0),
-            ]),
-            line(vec![
-                word("x", 110.0, 138.0),
-                word("1", 200.0, 138.0),
-                word("2", 330.0, 138.0),
-            ]),
+            at(108.0, &[("Head", 110.0), ("Other", 260.0)]),
+            at(138.0, &[("x", 110.0), ("1", 200.0), ("2", 330.0)]),
         ];
         assert!(ruled_tables(lines, &r, &[], 1.0).0.is_empty());
     }
@@ -888,11 +867,7 @@ mod tests {
             rule(300.0, 100.0, 300.0, 220.0),
             rule(400.0, 100.0, 400.0, 220.0),
         ];
-        let mut lines = vec![line(vec![
-            word("Age", 110.0, 108.0),
-            word("A", 210.0, 108.0),
-            word("B", 310.0, 108.0),
-        ])];
+        let mut lines = vec![at(108.0, &[("Age", 110.0), ("A", 210.0), ("B", 310.0)])];
         for (k, (label, a, b)) in [("3y", "15", "10"), ("4y", "12", "8"), ("All", "27", "18")]
             .into_iter()
             .enumerate()
@@ -918,17 +893,12 @@ mod tests {
         assert_eq!(row(2), vec!["4y", "12", "8"]);
         // Wrapped text in a cell (its line fills the cell) does not split a row.
         let lines = vec![
-            line(vec![word("Item", 110.0, 108.0), word("Note", 210.0, 108.0)]),
-            line(vec![
-                word("Fees", 110.0, 138.0),
-                word("abcdefghijk", 205.0, 138.0),
-                word("long", 310.0, 138.0),
-            ]),
-            line(vec![
-                word("and", 110.0, 163.0),
-                word("wrapped", 210.0, 163.0),
-                word("x", 310.0, 163.0),
-            ]),
+            at(108.0, &[("Item", 110.0), ("Note", 210.0)]),
+            at(
+                138.0,
+                &[("Fees", 110.0), ("abcdefghijk", 205.0), ("long", 310.0)],
+            ),
+            at(163.0, &[("and", 110.0), ("wrapped", 210.0), ("x", 310.0)]),
         ];
         let (tables, _) = ruled_tables(lines, &r, &[], 1.0);
         let table = tables[0].table.as_ref().expect("a table");
@@ -963,13 +933,9 @@ mod tests {
             .map(|b| BBox::new(b.x0 + 5.0, b.y0 + 4.0, b.x1 + 5.0, b.y1 + 4.0))
             .collect();
         let words = vec![
-            line(vec![word("a", 110.0, 108.0), word("b", 210.0, 108.0)]),
-            line(vec![
-                word("c", 110.0, 138.0),
-                word("d", 210.0, 138.0),
-                word("e", 310.0, 138.0),
-            ]),
-            line(vec![word("f", 110.0, 168.0), word("g", 310.0, 168.0)]),
+            at(108.0, &[("a", 110.0), ("b", 210.0)]),
+            at(138.0, &[("c", 110.0), ("d", 210.0), ("e", 310.0)]),
+            at(168.0, &[("f", 110.0), ("g", 310.0)]),
         ];
         let with = ruled_tables(words.clone(), &grid_rules(), &shifted, 1.0);
         let without = ruled_tables(words, &grid_rules(), &[], 1.0);
@@ -1005,10 +971,7 @@ mod tests {
             .map(|b| BBox::new(b.x0 - 100.0, b.y0, b.x1 + 60.0, b.y1))
             .collect();
         let mut lines: Vec<Line> = lines;
-        lines.insert(
-            0,
-            line(vec![word("Name", 105.0, 86.0), word("Score", 210.0, 86.0)]),
-        );
+        lines.insert(0, at(86.0, &[("Name", 105.0), ("Score", 210.0)]));
         let (tables, _) = ruled_tables(lines, &[], &shading, 1.0);
         assert!(tables.is_empty());
     }
