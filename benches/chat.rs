@@ -61,6 +61,7 @@ struct Outcome {
 }
 
 fn main() -> Result<()> {
+    ocr_core::nn::retain_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut answerers: Vec<String> = Vec::new();
     let mut embeddings = true;

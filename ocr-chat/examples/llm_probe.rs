@@ -5,6 +5,7 @@ use ocr_chat::Llm;
 use ocr_chat::llm::Message;
 
 fn main() -> anyhow::Result<()> {
+    ocr_core::nn::retain_freed_memory();
     let path = std::env::args().nth(1).expect("gguf path");
     let words: usize = std::env::args()
         .nth(2)
@@ -15,7 +16,7 @@ fn main() -> anyhow::Result<()> {
     let filler = "The committee met on Tuesday and discussed the budget for the next year. "
         .repeat(words / 13 + 1);
     let user = format!(
-        "Excerpts:\n[1] (page 1)\n{filler}\nThe invoice total is 215.00 USD, due on March 3.\n\nQuestion: What is the invoice total?\n\nAnswer in one sentence and cite the excerpt like [1]. If not there reply NOT FOUND"
+        "Excerpts:\n[1] (page 1)\n{filler}\nThe invoice total is 215.00 USD, due on March 3.\n\nQuestion: What is the invoice total, when is it due, and what did the committee discuss?\n\nAnswer in one sentence and cite the excerpt like [1]. If not there reply NOT FOUND"
     );
     let prompt = Llm::chat_prompt(&[
         Message {

@@ -16,8 +16,10 @@
 pub mod answer;
 pub mod embed;
 pub mod index;
+pub mod int8;
 pub mod llm;
 pub mod models;
+pub mod qwen2;
 pub mod text;
 pub mod translate;
 

@@ -9,10 +9,11 @@ use std::path::Path;
 use candle_core::quantized::tokenizer::TokenizerFromGguf;
 use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
 use candle_core::{Device, Tensor};
-use candle_transformers::models::quantized_qwen2::ModelWeights;
 use tokenizers::Tokenizer;
 
 use crate::ChatError;
+use crate::int8::Int8Matrix;
+use crate::qwen2::Qwen2;
 
 fn is_slow(dtype: GgmlDType) -> bool {
     matches!(dtype, GgmlDType::Q5_0 | GgmlDType::Q5_1 | GgmlDType::Q4_1)
@@ -61,7 +62,7 @@ pub struct Message<'a> {
 
 /// A loaded model. Generation needs `&mut self` (the key-value cache); share it behind a mutex.
 pub struct Llm {
-    model: ModelWeights,
+    model: Qwen2,
     tokenizer: Tokenizer,
     stop: Vec<u32>,
     name: String,
@@ -96,7 +97,9 @@ impl Llm {
             File::open(path).map_err(|e| ChatError::Model(format!("{}: {e}", path.display())))?;
         let mut reader = BufReader::new(file);
         let content = gguf_file::Content::read(&mut reader).map_err(model_error)?;
-        let slow = content.tensor_infos.values().any(|t| is_slow(t.ggml_dtype));
+        // The int8 kernel converts every matrix anyway.
+        let slow = !Int8Matrix::available()
+            && content.tensor_infos.values().any(|t| is_slow(t.ggml_dtype));
         if slow {
             let bytes = transcode(&content, &mut reader).map_err(model_error)?;
             drop(content);
@@ -149,7 +152,7 @@ impl Llm {
             )));
         }
         let device = Device::Cpu;
-        let model = ModelWeights::from_gguf(content, reader, &device).map_err(model_error)?;
+        let model = Qwen2::from_gguf(content, reader, &device).map_err(model_error)?;
         Ok(Self {
             model,
             tokenizer,
@@ -210,8 +213,10 @@ impl Llm {
             )));
         }
         self.model.clear_kv_cache();
+        let started = std::time::Instant::now();
         let input = Tensor::new(ids.as_slice(), &self.device)?.unsqueeze(0)?;
         let mut logits = self.model.forward(&input, 0)?;
+        let prefilled = started.elapsed();
         let mut generated: Vec<u32> = Vec::new();
         let mut shown = 0usize;
         let mut text = String::new();
@@ -239,6 +244,13 @@ impl Llm {
                 .forward(&input, ids.len() + generated.len() - 1)?;
         }
         self.model.clear_kv_cache();
+        tracing::debug!(
+            prompt_tokens = ids.len(),
+            generated = generated.len(),
+            prefill_s = prefilled.as_secs_f64(),
+            decode_s = (started.elapsed() - prefilled).as_secs_f64(),
+            "generation"
+        );
         Ok(Generation {
             text,
             prompt_tokens: ids.len(),
