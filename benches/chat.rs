@@ -62,6 +62,11 @@ struct Outcome {
 
 fn main() -> Result<()> {
     ocr_core::nn::retain_freed_memory();
+    // `RUST_LOG=ocr_chat=debug` shows each prompt, the model's raw reply and its timings.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut answerers: Vec<String> = Vec::new();
     let mut embeddings = true;

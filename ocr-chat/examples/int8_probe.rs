@@ -30,7 +30,12 @@ fn main() -> anyhow::Result<()> {
             let t = Instant::now();
             let y = q.matmul(&x, m);
             let s = t.elapsed().as_secs_f64();
-            println!("int8   {:8.1} ms {:6.1} GMAC/s ({})", s * 1e3, macs / s / 1e9, y[0]);
+            println!(
+                "int8   {:8.1} ms {:6.1} GMAC/s ({})",
+                s * 1e3,
+                macs / s / 1e9,
+                y[0]
+            );
         }
     } else {
         println!("int8: no AVX-512 VNNI on this CPU");
@@ -43,8 +48,16 @@ fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         let y = qm.forward(&xt)?;
         let s = t.elapsed().as_secs_f64();
-        let first = y.flatten_all()?.get(0)?.to_scalar::<f32>().context("first")?;
-        println!("candle {:8.1} ms {:6.1} GMAC/s ({first})", s * 1e3, macs / s / 1e9);
+        let first = y
+            .flatten_all()?
+            .get(0)?
+            .to_scalar::<f32>()
+            .context("first")?;
+        println!(
+            "candle {:8.1} ms {:6.1} GMAC/s ({first})",
+            s * 1e3,
+            macs / s / 1e9
+        );
     }
     Ok(())
 }

@@ -6,8 +6,9 @@
 //!   them, plus sentence embeddings ([`embed`], all-MiniLM-L6-v2 through candle's `bert`) where
 //!   installed, fused by reciprocal rank.
 //! - [`answer`]: an answerer turns the best chunks into a reply. [`answer::Generative`] prompts a
-//!   small instruction-tuned model ([`llm`], Qwen2.5 GGUF through candle's `quantized_qwen2`,
-//!   greedy decoding) with those chunks only; [`answer::Extractive`] returns the best-matching
+//!   small instruction-tuned model ([`llm`], Qwen2.5 GGUF through candle's `quantized_qwen2`
+//!   adapted in [`qwen2`] to run its matrix products on the [`int8`] kernel, greedy decoding)
+//!   with those chunks only; [`answer::Extractive`] returns the best-matching
 //!   sentences. Either way every citation is a literal substring of the page it names, and a
 //!   question the document does not answer gets a reply that says so, with no citation.
 //! - [`translate`]: the same model translating a document block by block.

@@ -1,6 +1,6 @@
-//! A small instruction-tuned language model: Qwen2.5 as GGUF through candle's
-//! `quantized_qwen2`, with its tokenizer built from the GGUF metadata. Decoding is greedy, so
-//! the same prompt always gives the same text.
+//! A small instruction-tuned language model: Qwen2.5 as GGUF, run by [`crate::qwen2`] (candle's
+//! `quantized_qwen2` on the [`crate::int8`] kernel where the CPU has it), with its tokenizer built
+//! from the GGUF metadata. Decoding is greedy, so the same prompt always gives the same text.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -87,9 +87,11 @@ pub struct Generation {
 }
 
 impl Llm {
-    /// Loads a Qwen2 GGUF file. Tensors in a quantisation candle has no SIMD kernel for on this
-    /// CPU (Q5_0, Q5_1, Q4_1: plain scalar loops, about four times slower) are converted to Q8_0
-    /// while loading; the file on disk is left as it is.
+    /// Loads a Qwen2 GGUF file. On a CPU with AVX-512 VNNI every weight matrix becomes an
+    /// [`Int8Matrix`] (about 1.13 bytes per weight, twice a Q4_K file's size in memory). Elsewhere
+    /// tensors in a quantisation candle has no SIMD kernel for (Q5_0, Q5_1, Q4_1: plain scalar
+    /// loops, about four times slower) are converted to Q8_0 while loading. The file on disk is
+    /// left as it is.
     pub fn load(path: &Path) -> Result<Self, ChatError> {
         let model_error =
             |e: candle_core::Error| ChatError::Model(format!("{}: {e}", path.display()));

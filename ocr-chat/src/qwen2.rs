@@ -152,10 +152,19 @@ impl Layer {
     }
 }
 
+/// Where token embeddings are looked up.
+#[derive(Debug)]
+enum Embeddings {
+    Table(Embedding),
+    Int8(Int8Matrix),
+    /// In the output matrix (tied embeddings).
+    Output,
+}
+
 /// The model's weights and key-value cache.
 #[derive(Debug)]
 pub struct Qwen2 {
-    embeddings: Embedding,
+    embeddings: Embeddings,
     layers: Vec<Layer>,
     norm: RmsNorm,
     output: Linear,
@@ -202,14 +211,33 @@ impl Qwen2 {
         let head_dim = embedding_length / head_count;
         let neg_inf = Tensor::new(f32::NEG_INFINITY, device)?;
 
-        let embeddings = ct
-            .tensor(reader, "token_embd.weight", device)?
-            .dequantize(device)?;
         let norm = RmsNorm::from_qtensor(ct.tensor(reader, "output_norm.weight", device)?, eps)?;
-        let output = match ct.tensor(reader, "output.weight", device) {
-            Ok(w) => Linear::new(w, device)?,
-            // Tied embeddings.
-            Err(_) => Linear::new(ct.tensor(reader, "token_embd.weight", device)?, device)?,
+        // Tied embeddings: the output matrix is the embedding table.
+        let tied = !ct.tensor_infos.contains_key("output.weight");
+        let output = Linear::new(
+            ct.tensor(
+                reader,
+                if tied {
+                    "token_embd.weight"
+                } else {
+                    "output.weight"
+                },
+                device,
+            )?,
+            device,
+        )?;
+        // With the int8 kernel the table is looked up in int8 too: as floats it would hold
+        // 4 bytes per weight (930 MB for the 1.5B model's 151,936 × 1,536).
+        let embeddings = match (&output, tied) {
+            (Linear::Int8(_), true) => Embeddings::Output,
+            _ => match Linear::new(ct.tensor(reader, "token_embd.weight", device)?, device)? {
+                Linear::Int8(m) => Embeddings::Int8(m),
+                Linear::Candle(_) => Embeddings::Table(Embedding::new(
+                    ct.tensor(reader, "token_embd.weight", device)?
+                        .dequantize(device)?,
+                    embedding_length,
+                )),
+            },
         };
         let (cos, sin) = rope_tables(head_dim, rope_base, context_length, device)?;
         let mut layers = Vec::with_capacity(block_count);
@@ -241,12 +269,34 @@ impl Qwen2 {
             });
         }
         Ok(Self {
-            embeddings: Embedding::new(embeddings, embedding_length),
+            embeddings,
             layers,
             norm,
             output,
             masks: HashMap::new(),
         })
+    }
+
+    /// The embeddings of `ids` (`b × seq_len`): `b × seq_len × hidden`.
+    fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        let table = match &self.embeddings {
+            Embeddings::Table(e) => return e.forward(ids),
+            Embeddings::Int8(m) => m,
+            Embeddings::Output => match &self.output {
+                Linear::Int8(m) => m,
+                Linear::Candle(_) => candle_core::bail!("tied embeddings without an int8 output"),
+            },
+        };
+        let (b, seq_len) = ids.dims2()?;
+        let mut rows = Vec::with_capacity(b * seq_len * table.cols());
+        for id in ids.flatten_all()?.to_vec1::<u32>()? {
+            let id = id as usize;
+            if id >= table.rows() {
+                candle_core::bail!("token {id} outside a vocabulary of {}", table.rows());
+            }
+            table.row_into(id, &mut rows);
+        }
+        Tensor::from_vec(rows, (b, seq_len, table.cols()), ids.device())
     }
 
     fn mask(&mut self, seq_len: usize, index_pos: usize, device: &Device) -> Result<Tensor> {
@@ -267,7 +317,7 @@ impl Qwen2 {
         } else {
             Some(self.mask(seq_len, index_pos, x.device())?)
         };
-        let mut h = self.embeddings.forward(x)?;
+        let mut h = self.embed(x)?;
         for layer in &mut self.layers {
             let residual = &h;
             let a = layer.attention_norm.forward(&h)?;
@@ -284,5 +334,51 @@ impl Qwen2 {
         for layer in &mut self.layers {
             layer.kv_cache = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::GgmlDType;
+
+    #[test]
+    fn int8_and_candle_linears_agree_on_a_q4k_matrix() -> Result<()> {
+        let device = Device::Cpu;
+        let (n, k) = (96, 512);
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| (((i * 7919) % 1000) as f32 / 500.0 - 1.0) * 0.1)
+            .collect();
+        let w = Tensor::from_vec(w, (n, k), &device)?;
+        let quantized = || QTensor::quantize(&w, GgmlDType::Q4K);
+        let reference = Linear::Candle(QMatMul::from_qtensor(quantized()?)?);
+        let linear = Linear::new(quantized()?, &device)?;
+        if !Int8Matrix::available() {
+            assert!(matches!(linear, Linear::Candle(_)));
+            return Ok(());
+        }
+        assert!(matches!(linear, Linear::Int8(_)));
+        // A prompt (3-d, several rows) and a decoding step (one row).
+        for shape in [vec![1, 7, k], vec![1, k]] {
+            let count: usize = shape.iter().product();
+            let x: Vec<f32> = (0..count)
+                .map(|i| ((i * 104729) % 997) as f32 / 498.0 - 1.0)
+                .collect();
+            let x = Tensor::from_vec(x, shape.as_slice(), &device)?;
+            let got = linear.forward(&x)?;
+            let want = reference.forward(&x)?;
+            assert_eq!(got.dims(), want.dims());
+            let got = got.flatten_all()?.to_vec1::<f32>()?;
+            let want = want.flatten_all()?.to_vec1::<f32>()?;
+            let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+            for (g, e) in got.iter().zip(&want) {
+                // Both quantize the activations (candle per 256, int8 per 32 inputs).
+                assert!(
+                    (g - e).abs() <= 0.02 * scale,
+                    "{g} vs {e} (largest {scale})"
+                );
+            }
+        }
+        Ok(())
     }
 }
