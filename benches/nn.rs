@@ -1,5 +1,6 @@
-//! The neural-network runtime: the shipped models on fixed-size inputs, and
-//! the depthwise kernel against candle's grouped `conv2d`.
+//! The neural-network runtime: the shipped models on fixed-size inputs, the
+//! depthwise kernel against candle's grouped `conv2d`, and the chat model's int8
+//! matmul against candle's quantized one.
 //!
 //! `nn_ort_compare.py` times onnxruntime on the same shapes for comparison.
 
@@ -93,4 +94,39 @@ fn depthwise(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, models, depthwise);
+/// The chat model's matrix products: the int8 kernel against candle's quantized matmul (the
+/// 1.5B model's Q4_K) on `ffn_up` of a 700-token prompt and of one decoding step.
+fn llm_matmul(c: &mut Criterion) {
+    use candle_core::Module;
+    use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+    use ocr_chat::int8::Int8Matrix;
+    let mut group = c.benchmark_group("nn");
+    group.sample_size(10);
+    let (n, k) = (8960, 1536);
+    let w = input(&[n, k]);
+    let q4k = QMatMul::from_qtensor(QTensor::quantize(&w, GgmlDType::Q4K).expect("Q4_K"))
+        .expect("QMatMul");
+    let int8 = Int8Matrix::available().then(|| {
+        Int8Matrix::from_f32(
+            &w.flatten_all().and_then(|t| t.to_vec1()).expect("weights"),
+            n,
+            k,
+        )
+    });
+    for m in [700, 1] {
+        let x = input(&[m, k]);
+        let shape = format!("{m}x{n}x{k}");
+        group.bench_function(BenchmarkId::new("llm_matmul_candle_q4k", &shape), |b| {
+            b.iter(|| q4k.forward(&x).expect("matmul"))
+        });
+        if let Some(int8) = &int8 {
+            let xs: Vec<f32> = x.flatten_all().and_then(|t| t.to_vec1()).expect("input");
+            group.bench_function(BenchmarkId::new("llm_matmul_int8", &shape), |b| {
+                b.iter(|| int8.matmul(&xs, m))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, models, depthwise, llm_matmul);
