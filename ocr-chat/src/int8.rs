@@ -59,6 +59,19 @@ fn to_i8(v: f32) -> i8 {
     (v + 0.5f32.copysign(v)) as i8
 }
 
+/// One block of 32 values on the symmetric 8-bit grid: each value's step count goes to `put`
+/// with its index; returns the step size (0 for an all-zero block).
+#[inline(always)]
+fn quantize_block(src: &[f32], mut put: impl FnMut(usize, i8)) -> f32 {
+    let amax = src.iter().fold(0f32, |a, v| a.max(v.abs()));
+    let step = amax / 127.0;
+    let inv = if step > 0.0 { 1.0 / step } else { 0.0 };
+    for (i, v) in src.iter().enumerate() {
+        put(i, to_i8(v * inv));
+    }
+    step
+}
+
 fn quantize_activations(x: &[f32], m: usize, k: usize) -> Quantized {
     use rayon::prelude::*;
     let blocks = k / BLOCK;
@@ -73,16 +86,12 @@ fn quantize_activations(x: &[f32], m: usize, k: usize) -> Quantized {
         .with_min_len(16)
         .for_each(|(((q, scale), offset), x)| {
             for (b, chunk) in x.chunks_exact(BLOCK).enumerate() {
-                let amax = chunk.iter().fold(0f32, |a, v| a.max(v.abs()));
-                let s = amax / 127.0;
-                let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
+                let out = &mut q[b * BLOCK..(b + 1) * BLOCK];
                 let mut sum = 0i32;
-                for (o, v) in q[b * BLOCK..(b + 1) * BLOCK].iter_mut().zip(chunk) {
-                    let r = to_i8(v * inv);
+                scale[b] = quantize_block(chunk, |i, r| {
                     sum += i32::from(r);
-                    *o = r;
-                }
-                scale[b] = s;
+                    out[i] = r;
+                });
                 offset[b] = 128 * sum;
             }
         });
@@ -130,15 +139,11 @@ impl Int8Matrix {
                     let row = g * COLS + c;
                     for b in 0..blocks {
                         let src = &w[row * k + b * BLOCK..row * k + (b + 1) * BLOCK];
-                        let amax = src.iter().fold(0f32, |a, v| a.max(v.abs()));
-                        let s = amax / 127.0;
-                        let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
-                        scale[b * COLS + c] = s;
                         let base = b * COLS * BLOCK;
-                        for (i, v) in src.iter().enumerate() {
-                            let r = i32::from(to_i8(v * inv));
-                            q[base + (i / 4) * COLS * 4 + c * 4 + i % 4] = (r + 128) as u8;
-                        }
+                        scale[b * COLS + c] = quantize_block(src, |i, r| {
+                            q[base + (i / 4) * COLS * 4 + c * 4 + i % 4] =
+                                (i32::from(r) + 128) as u8;
+                        });
                     }
                 }
             });

@@ -19,20 +19,26 @@ pub enum Linear {
     Candle(QMatMul),
 }
 
+/// `w` for the int8 kernel, where this CPU has it and `w` is a matrix whose rows come in blocks
+/// of 32.
+fn int8_matrix(w: &QTensor, device: &Device) -> Result<Option<Int8Matrix>> {
+    let [n, k] = w.shape().dims()[..] else {
+        return Ok(None);
+    };
+    if !Int8Matrix::available() || k % crate::int8::BLOCK != 0 {
+        return Ok(None);
+    }
+    let values = w.dequantize(device)?.flatten_all()?.to_vec1::<f32>()?;
+    Ok(Some(Int8Matrix::from_f32(&values, n, k)))
+}
+
 impl Linear {
     /// The int8 kernel where this CPU has it and the inputs come in blocks of 32, else candle's.
     pub fn new(w: QTensor, device: &Device) -> Result<Self> {
-        let dims = w.shape().dims().to_vec();
-        if let [n, k] = dims[..]
-            && Int8Matrix::available()
-            && k % crate::int8::BLOCK == 0
-        {
-            let f = w.dequantize(device)?;
-            let values = f.flatten_all()?.to_vec1::<f32>()?;
-            drop(w);
-            return Ok(Self::Int8(Int8Matrix::from_f32(&values, n, k)));
-        }
-        Ok(Self::Candle(QMatMul::from_qtensor(w)?))
+        Ok(match int8_matrix(&w, device)? {
+            Some(m) => Self::Int8(m),
+            None => Self::Candle(QMatMul::from_qtensor(w)?),
+        })
     }
 }
 
@@ -228,16 +234,16 @@ impl Qwen2 {
         )?;
         // With the int8 kernel the table is looked up in int8 too: as floats it would hold
         // 4 bytes per weight (930 MB for the 1.5B model's 151,936 × 1,536).
-        let embeddings = match (&output, tied) {
-            (Linear::Int8(_), true) => Embeddings::Output,
-            _ => match Linear::new(ct.tensor(reader, "token_embd.weight", device)?, device)? {
-                Linear::Int8(m) => Embeddings::Int8(m),
-                Linear::Candle(_) => Embeddings::Table(Embedding::new(
-                    ct.tensor(reader, "token_embd.weight", device)?
-                        .dequantize(device)?,
-                    embedding_length,
-                )),
-            },
+        let embeddings = if tied && matches!(output, Linear::Int8(_)) {
+            Embeddings::Output
+        } else {
+            let table = ct.tensor(reader, "token_embd.weight", device)?;
+            match int8_matrix(&table, device)? {
+                Some(m) => Embeddings::Int8(m),
+                None => {
+                    Embeddings::Table(Embedding::new(table.dequantize(device)?, embedding_length))
+                }
+            }
         };
         let (cos, sin) = rope_tables(head_dim, rope_base, context_length, device)?;
         let mut layers = Vec::with_capacity(block_count);
