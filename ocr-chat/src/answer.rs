@@ -419,6 +419,42 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
+/// The generative answerer's default budget for excerpts, in characters (about four per token).
+pub const EXCERPT_CHARS: usize = 2400;
+
+/// The excerpts the model reads for `question`: chunk positions and their text, in the order
+/// the prompt gives them, within `budget` characters.
+pub fn excerpts<'a>(
+    index: &'a DocIndex,
+    embedder: Option<&Embedder>,
+    history: &[Turn],
+    question: &str,
+    budget: usize,
+) -> Result<Vec<(usize, &'a str)>, ChatError> {
+    let hits = if is_overview(question) {
+        opening(index, 6)
+    } else {
+        index.search(&retrieval_query(history, question), 6, embedder)?
+    };
+    // Excerpts in rank order, within the budget; the best one always fits (cut if need be).
+    let mut excerpts: Vec<(usize, &str)> = Vec::new();
+    let mut used = 0;
+    for hit in &hits {
+        let chunk = &index.chunks[hit.chunk];
+        let text = index.chunk_text(chunk);
+        if used + text.len() > budget && !excerpts.is_empty() {
+            continue;
+        }
+        let mut cut = text.len().min(budget);
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        used += cut;
+        excerpts.push((hit.chunk, &text[..cut]));
+    }
+    Ok(excerpts)
+}
+
 /// The generative answerer: a language model reads the excerpts.
 pub struct Generative {
     llm: Mutex<Llm>,
@@ -447,7 +483,7 @@ impl Generative {
         Self {
             llm: Mutex::new(llm),
             name: name.into(),
-            excerpt_chars: 2400,
+            excerpt_chars: EXCERPT_CHARS,
             max_answer_tokens: 96,
         }
     }
@@ -596,27 +632,7 @@ impl Answerer for Generative {
         question: &str,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Reply, ChatError> {
-        let hits = if is_overview(question) {
-            opening(index, 6)
-        } else {
-            index.search(&retrieval_query(history, question), 6, embedder)?
-        };
-        // Excerpts in rank order, within the budget; the best one always fits (cut if need be).
-        let mut excerpts: Vec<(usize, &str)> = Vec::new();
-        let mut used = 0;
-        for hit in &hits {
-            let chunk = &index.chunks[hit.chunk];
-            let text = index.chunk_text(chunk);
-            if used + text.len() > self.excerpt_chars && !excerpts.is_empty() {
-                continue;
-            }
-            let mut cut = text.len().min(self.excerpt_chars);
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            used += cut;
-            excerpts.push((hit.chunk, &text[..cut]));
-        }
+        let excerpts = excerpts(index, embedder, history, question, self.excerpt_chars)?;
         if excerpts.is_empty() {
             on_text(NOT_IN_DOCUMENT);
             return Ok(Reply::not_found());
