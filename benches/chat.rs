@@ -27,9 +27,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use ocr_chat::answer::{EXCERPT_CHARS, excerpts};
 use ocr_chat::models::{LlmChoice, Pip, Store, minilm};
 use ocr_chat::text::normalize;
-use ocr_chat::answer::{EXCERPT_CHARS, excerpts};
 use ocr_chat::{Answerer, DocIndex, Embedder, Extractive, Generative, Llm, Reply};
 use ocr_core::{DecodeOptions, Document, Engine, InputFile, ModelSize, RecognizeOptions};
 use serde::Deserialize;

@@ -31,7 +31,10 @@ fn main() -> anyhow::Result<()> {
             if rows {
                 index.chunk_rows(chunk).replace('\n', "\n  ")
             } else {
-                text.chars().take(160).collect::<String>().replace('\n', " / ")
+                text.chars()
+                    .take(160)
+                    .collect::<String>()
+                    .replace('\n', " / ")
             }
         );
     }

@@ -573,6 +573,67 @@ fn is_refusal(text: &str) -> bool {
     .any(|p| n.contains(p))
 }
 
+/// Whether a reply only restates the question ("The council sent a reply to this letter" to
+/// "What reply did the council send to this letter?"): every term of it is one of the
+/// question's, give or take a letter. Such a reply tells nothing, so it is no answer. Replies
+/// with a number, a yes or no, or a negation do say something and are kept, and so does any
+/// reply to a yes-or-no question.
+fn echoes_question(answer: &str, question: &str) -> bool {
+    let says_something = answer
+        .split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .any(|w| {
+            let w = w.to_lowercase();
+            matches!(w.as_str(), "yes" | "no" | "not" | "never" | "none") || w.ends_with("n't")
+        });
+    // "Was the contract signed?" "The contract was signed.": restating is the answer.
+    let yes_no = question.split_whitespace().next().is_some_and(|w| {
+        matches!(
+            w.to_lowercase().as_str(),
+            "is" | "are"
+                | "was"
+                | "were"
+                | "do"
+                | "does"
+                | "did"
+                | "has"
+                | "have"
+                | "had"
+                | "can"
+                | "could"
+                | "will"
+                | "would"
+                | "should"
+                | "may"
+                | "must"
+        )
+    });
+    if yes_no || says_something || !numbers(answer).is_empty() {
+        return false;
+    }
+    let asked = terms(question);
+    let said = terms(answer);
+    !said.is_empty()
+        && said.iter().all(|t| {
+            asked
+                .iter()
+                .any(|q| q == t || (t.chars().count() >= 4 && within_one_edit(q, t)))
+        })
+}
+
+/// Whether one substitution, insertion or deletion at most turns `a` into `b`.
+fn within_one_edit(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    if long.len() - short.len() > 1 {
+        return false;
+    }
+    if short.len() == long.len() {
+        return short.iter().zip(&long).filter(|(x, y)| x != y).count() <= 1;
+    }
+    let prefix = short.iter().zip(&long).take_while(|(x, y)| x == y).count();
+    short[prefix..] == long[prefix + 1..]
+}
+
 /// Streams the model's text without citation markers, holding back what may still turn into a
 /// marker or into `NOT FOUND`.
 struct MarkerFilter<'a> {
@@ -715,7 +776,8 @@ impl Generative {
                 .iter()
                 .map(|(c, _)| index.pages[index.chunks[*c].page].number.to_string()),
         );
-        if numbers(&answer).iter().any(|n| !known.contains(n)) {
+        if numbers(&answer).iter().any(|n| !known.contains(n)) || echoes_question(&answer, question)
+        {
             return Reply::not_found();
         }
         let mut chosen: Vec<usize> = cited
@@ -831,6 +893,35 @@ impl Generative {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reply_that_restates_the_question_is_no_answer() {
+        let q = "What reply did the Council for German Jewry send to this letter?";
+        assert!(echoes_question(
+            "The Council for German Jewry sent a reply to this letter.",
+            q
+        ));
+        assert!(!echoes_question(
+            "The Council for German Jewry sent a reply declining the grant.",
+            q
+        ));
+        assert!(!echoes_question("The Council did not send a reply.", q));
+        assert!(!echoes_question("It replied on 3 May.", q));
+        let yes_no = "Was the contract signed?";
+        assert!(!echoes_question("Yes, the contract was signed.", yes_no));
+        assert!(!echoes_question("The contract was signed.", yes_no));
+    }
+
+    #[test]
+    fn one_edit_apart() {
+        assert!(within_one_edit("send", "sent"));
+        assert!(within_one_edit("send", "sends"));
+        assert!(within_one_edit("reply", "reply"));
+        assert!(!within_one_edit("ply", "reply"));
+        assert!(within_one_edit("", "a"));
+        assert!(!within_one_edit("send", "sand1"));
+        assert!(!within_one_edit("form", "from"));
+    }
     use crate::index::tests::sample;
 
     #[test]
