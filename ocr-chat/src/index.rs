@@ -7,7 +7,8 @@
 //!
 //! Ranking: BM25 (k1 1.2, b 0.75) over [`crate::text::terms`], and the cosine of MiniLM sentence
 //! embeddings where an [`Embedder`] is given; the two rankings are fused by reciprocal rank
-//! (k = 60), which needs no calibration between their scales.
+//! (k = 60), which needs no calibration between their scales; each ranking's best chunk is put
+//! first, since fusion can sink a chunk that one method alone finds.
 
 use std::collections::HashMap;
 
@@ -269,21 +270,7 @@ impl DocIndex {
             }
             _ => None,
         };
-        let mut fused = vec![0f32; n];
-        let mut by_bm25: Vec<usize> = (0..n).filter(|&i| bm25[i] > 0.0).collect();
-        by_bm25.sort_by(|&a, &b| bm25[b].total_cmp(&bm25[a]).then(a.cmp(&b)));
-        for (rank, &i) in by_bm25.iter().enumerate() {
-            fused[i] += 1.0 / (RRF_K + rank as f32 + 1.0);
-        }
-        if let Some(cos) = &cosines {
-            let mut by_cos: Vec<usize> = (0..n).collect();
-            by_cos.sort_by(|&a, &b| cos[b].total_cmp(&cos[a]).then(a.cmp(&b)));
-            for (rank, &i) in by_cos.iter().enumerate() {
-                fused[i] += 1.0 / (RRF_K + rank as f32 + 1.0);
-            }
-        }
-        let mut order: Vec<usize> = (0..n).filter(|&i| fused[i] > 0.0).collect();
-        order.sort_by(|&a, &b| fused[b].total_cmp(&fused[a]).then(a.cmp(&b)));
+        let (order, fused) = fuse(&bm25, cosines.as_deref());
         Ok(order
             .into_iter()
             .take(k)
@@ -295,6 +282,41 @@ impl DocIndex {
             })
             .collect())
     }
+}
+
+/// Chunk positions, best first, and their fused scores: reciprocal-rank fusion of the BM25
+/// scores (chunks with none left out) and, where given, the cosines; then each ranking's best
+/// chunk is moved to the front. One method alone is often right where the other is lost (a rare
+/// word the embedding blurs, a paraphrase BM25 cannot see), and fusion would rank such a chunk
+/// below ones both methods find middling.
+fn fuse(bm25: &[f32], cosines: Option<&[f32]>) -> (Vec<usize>, Vec<f32>) {
+    let n = bm25.len();
+    let mut fused = vec![0f32; n];
+    let mut leaders = Vec::new();
+    let mut rank_into = |ranked: Vec<usize>, fused: &mut [f32]| {
+        for (rank, &i) in ranked.iter().enumerate() {
+            fused[i] += 1.0 / (RRF_K + rank as f32 + 1.0);
+        }
+        leaders.extend(ranked.first().copied());
+    };
+    let by = |score: &[f32], keep: &dyn Fn(usize) -> bool| {
+        let mut ranked: Vec<usize> = (0..n).filter(|&i| keep(i)).collect();
+        ranked.sort_by(|&a, &b| score[b].total_cmp(&score[a]).then(a.cmp(&b)));
+        ranked
+    };
+    rank_into(by(bm25, &|i| bm25[i] > 0.0), &mut fused);
+    if let Some(cos) = cosines {
+        rank_into(by(cos, &|_| true), &mut fused);
+    }
+    let mut order = by(&fused, &|i| fused[i] > 0.0);
+    let first: Vec<usize> = order
+        .iter()
+        .copied()
+        .filter(|i| leaders.contains(i))
+        .collect();
+    order.retain(|i| !first.contains(i));
+    order.splice(0..0, first);
+    (order, fused)
 }
 
 /// Lines longer than this (in words) are running text, never parts of a row.
@@ -516,6 +538,20 @@ pub(crate) mod tests {
             index.chunks.last().map(|c| c.end),
             Some(index.pages[0].text.len())
         );
+    }
+
+    #[test]
+    fn each_rankings_best_chunk_comes_first() {
+        // Chunk 3 is BM25's best and the embedding's worst, chunk 2 the embedding's best with no
+        // term in common: fused, they come second and last, behind chunk 0, middling in both.
+        let bm25 = [2.0, 1.9, 0.0, 9.0, 1.0];
+        let cos = [0.50, 0.49, 0.90, 0.05, 0.30];
+        let (order, fused) = fuse(&bm25, Some(&cos));
+        assert!(fused[0] > fused[3] && fused.iter().all(|&f| f >= fused[2]));
+        assert_eq!(order, vec![3, 2, 0, 1, 4]);
+        // BM25 alone: chunks without a term are left out, the order is BM25's.
+        let (order, _) = fuse(&bm25, None);
+        assert_eq!(order, vec![3, 0, 1, 4]);
     }
 
     #[test]
