@@ -7,8 +7,8 @@
 //!
 //! Ranking: BM25 (k1 1.2, b 0.75) over [`crate::text::terms`], and the cosine of MiniLM sentence
 //! embeddings where an [`Embedder`] is given; the two rankings are fused by reciprocal rank
-//! (k = 60), which needs no calibration between their scales; each ranking's best chunk is put
-//! first, since fusion can sink a chunk that one method alone finds.
+//! (k = 60), which needs no calibration between their scales; each ranking's best chunk is moved
+//! up among the first three, since fusion can sink a chunk that one method alone finds.
 
 use std::collections::HashMap;
 
@@ -186,12 +186,15 @@ impl DocIndex {
     }
 
     /// The chunk's text for a reader: its lines in order, except that short fragments side by
-    /// side on one visual row (a receipt's label and its amount in another block, a form's field
-    /// and its value) are joined into one line, left to right, two spaces apart. Recognition keeps
-    /// such columns in separate blocks, which parts a label from its value in the page text.
+    /// side on one visual row, one of them with a digit (a receipt's label and its amount in
+    /// another block, a form's field and its date), are joined into one line, left to right, two
+    /// spaces apart. Recognition keeps such columns in separate blocks, which parts a label from
+    /// its value in the page text.
     pub fn chunk_rows(&self, chunk: &Chunk) -> String {
         let page = &self.pages[chunk.page];
-        let fragment = |l: &LineSpan| page.text[l.start..l.end].split_whitespace().count();
+        let text = |l: &LineSpan| &page.text[l.start..l.end];
+        let fragment = |l: &LineSpan| text(l).split_whitespace().count() <= ROW_FRAGMENT_WORDS;
+        let has_digit = |l: &LineSpan| text(l).chars().any(|c| c.is_ascii_digit());
         let mut rows: Vec<Vec<&LineSpan>> = Vec::new();
         for line in page
             .lines
@@ -199,11 +202,10 @@ impl DocIndex {
             .filter(|l| l.start >= chunk.start && l.end <= chunk.end && l.start < l.end)
         {
             let joins = |row: &Vec<&LineSpan>| {
-                fragment(line) <= ROW_FRAGMENT_WORDS
+                fragment(line)
+                    && (has_digit(line) || row.iter().any(|o| has_digit(o)))
                     && row.iter().all(|o| {
-                        o.block != line.block
-                            && fragment(o) <= ROW_FRAGMENT_WORDS
-                            && same_row(&o.bbox, &line.bbox)
+                        o.block != line.block && fragment(o) && same_row(&o.bbox, &line.bbox)
                     })
             };
             match rows.iter_mut().find(|row| joins(row)) {
@@ -284,11 +286,16 @@ impl DocIndex {
     }
 }
 
+/// Where each ranking's best chunk is moved up to when fusion ranks it lower (0-based).
+const LEADER_RANK: usize = 2;
+
 /// Chunk positions, best first, and their fused scores: reciprocal-rank fusion of the BM25
 /// scores (chunks with none left out) and, where given, the cosines; then each ranking's best
-/// chunk is moved to the front. One method alone is often right where the other is lost (a rare
-/// word the embedding blurs, a paraphrase BM25 cannot see), and fusion would rank such a chunk
-/// below ones both methods find middling.
+/// chunk is moved up to [`LEADER_RANK`] if fusion left it lower. One method alone is often right
+/// where the other is lost (a rare word the embedding blurs, a paraphrase BM25 cannot see), and
+/// fusion would rank such a chunk below ones both methods find middling. Moved no higher, it
+/// leaves the fused order of the first chunks alone: the language model reads the excerpts in
+/// this order, and its answers depend on it.
 fn fuse(bm25: &[f32], cosines: Option<&[f32]>) -> (Vec<usize>, Vec<f32>) {
     let n = bm25.len();
     let mut fused = vec![0f32; n];
@@ -309,18 +316,20 @@ fn fuse(bm25: &[f32], cosines: Option<&[f32]>) -> (Vec<usize>, Vec<f32>) {
         rank_into(by(cos, &|_| true), &mut fused);
     }
     let mut order = by(&fused, &|i| fused[i] > 0.0);
-    let first: Vec<usize> = order
-        .iter()
-        .copied()
-        .filter(|i| leaders.contains(i))
-        .collect();
-    order.retain(|i| !first.contains(i));
-    order.splice(0..0, first);
+    for leader in leaders {
+        if let Some(at) = order.iter().position(|&i| i == leader)
+            && at > LEADER_RANK
+        {
+            order.remove(at);
+            order.insert(LEADER_RANK, leader);
+        }
+    }
     (order, fused)
 }
 
-/// Lines longer than this (in words) are running text, never parts of a row.
-const ROW_FRAGMENT_WORDS: usize = 6;
+/// Lines longer than this (in words) are never parts of a row: lines of narrow columns of
+/// running text have five words or more.
+const ROW_FRAGMENT_WORDS: usize = 4;
 
 /// Two boxes side by side on one row: they overlap vertically by at least half the smaller
 /// height, and not horizontally.
@@ -540,15 +549,68 @@ pub(crate) mod tests {
         );
     }
 
+    fn line_at(text: &str, x: f32, y: f32) -> Line {
+        let mut l = line(text, y);
+        for w in &mut l.words {
+            w.bbox = BBox::new(w.bbox.x0 + x, w.bbox.y0, w.bbox.x1 + x, w.bbox.y1);
+        }
+        l.bbox = BBox::new(l.bbox.x0 + x, l.bbox.y0, l.bbox.x1 + x, l.bbox.y1);
+        l
+    }
+
+    #[test]
+    fn side_by_side_fragments_read_as_rows() {
+        let block = |lines: Vec<Line>| Block::from_lines(BlockKind::Paragraph, lines);
+        let mut receipt = page(0, &[]);
+        receipt.blocks = vec![
+            block(vec![
+                line_at("TOTAL", 0.0, 20.0),
+                line_at("CASH", 0.0, 40.0),
+                line_at("CHANGE", 0.0, 60.0),
+            ]),
+            // A little lower, as a scan's columns are.
+            block(vec![
+                line_at("RM 57.40", 600.0, 23.0),
+                line_at("RM 100.00", 600.0, 43.0),
+                line_at("RM 42.60", 600.0, 63.0),
+            ]),
+            // Two columns of running text stay apart.
+            block(vec![line_at(
+                "one two three four five six seven",
+                0.0,
+                100.0,
+            )]),
+            block(vec![line_at(
+                "eight nine ten eleven twelve thirteen fourteen",
+                600.0,
+                100.0,
+            )]),
+        ];
+        let index = DocIndex::build(
+            &Document {
+                pages: vec![receipt],
+            },
+            None,
+        )
+        .expect("index");
+        assert_eq!(index.chunks.len(), 1);
+        assert_eq!(
+            index.chunk_rows(&index.chunks[0]),
+            "TOTAL  RM 57.40\nCASH  RM 100.00\nCHANGE  RM 42.60\n\
+             one two three four five six seven\neight nine ten eleven twelve thirteen fourteen"
+        );
+    }
+
     #[test]
     fn each_rankings_best_chunk_comes_first() {
         // Chunk 3 is BM25's best and the embedding's worst, chunk 2 the embedding's best with no
         // term in common: fused, they come second and last, behind chunk 0, middling in both.
+        // Chunk 2 moves up to third place; chunk 3 stays second.
         let bm25 = [2.0, 1.9, 0.0, 9.0, 1.0];
         let cos = [0.50, 0.49, 0.90, 0.05, 0.30];
         let (order, fused) = fuse(&bm25, Some(&cos));
         assert!(fused[0] > fused[3] && fused.iter().all(|&f| f >= fused[2]));
-        assert_eq!(order, vec![3, 2, 0, 1, 4]);
+        assert_eq!(order, vec![0, 3, 2, 1, 4]);
         // BM25 alone: chunks without a term are left out, the order is BM25's.
         let (order, _) = fuse(&bm25, None);
         assert_eq!(order, vec![3, 0, 1, 4]);
