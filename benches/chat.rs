@@ -8,8 +8,6 @@
 //! ```
 //! `--retrieval` runs no model: it reports how often the excerpts a generative answerer would
 //! read hold an expected answer.
-//! ```text
-//! ```
 //! The corpus is `../shared/corpus` beside the workspace (or `$OCR_CORPUS`). Recognised documents
 //! are cached under `target/chat-bench/`. Models come from the model store (installed if
 //! missing). Scoring:

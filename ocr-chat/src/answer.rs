@@ -573,6 +573,12 @@ fn is_refusal(text: &str) -> bool {
     .any(|p| n.contains(p))
 }
 
+/// The verbs a yes-or-no question starts with.
+const AUXILIARIES: &[&str] = &[
+    "is", "are", "was", "were", "do", "does", "did", "has", "have", "had", "can", "could", "will",
+    "would", "should", "may", "must",
+];
+
 /// Whether a reply only restates the question ("The council sent a reply to this letter" to
 /// "What reply did the council send to this letter?"): every term of it is one of the
 /// question's, give or take a letter. Such a reply tells nothing, so it is no answer. Replies
@@ -586,27 +592,10 @@ fn echoes_question(answer: &str, question: &str) -> bool {
             matches!(w.as_str(), "yes" | "no" | "not" | "never" | "none") || w.ends_with("n't")
         });
     // "Was the contract signed?" "The contract was signed.": restating is the answer.
-    let yes_no = question.split_whitespace().next().is_some_and(|w| {
-        matches!(
-            w.to_lowercase().as_str(),
-            "is" | "are"
-                | "was"
-                | "were"
-                | "do"
-                | "does"
-                | "did"
-                | "has"
-                | "have"
-                | "had"
-                | "can"
-                | "could"
-                | "will"
-                | "would"
-                | "should"
-                | "may"
-                | "must"
-        )
-    });
+    let yes_no = question
+        .split_whitespace()
+        .next()
+        .is_some_and(|w| AUXILIARIES.contains(&w.to_lowercase().as_str()));
     if yes_no || says_something || !numbers(answer).is_empty() {
         return false;
     }
@@ -893,6 +882,7 @@ impl Generative {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::tests::sample;
 
     #[test]
     fn a_reply_that_restates_the_question_is_no_answer() {
@@ -922,7 +912,6 @@ mod tests {
         assert!(!within_one_edit("send", "sand1"));
         assert!(!within_one_edit("form", "from"));
     }
-    use crate::index::tests::sample;
 
     #[test]
     fn markers_are_taken_out() {
