@@ -216,10 +216,7 @@ impl DocIndex {
         rows.iter_mut()
             .map(|row| {
                 row.sort_by(|a, b| a.bbox.x0.total_cmp(&b.bbox.x0));
-                row.iter()
-                    .map(|l| &page.text[l.start..l.end])
-                    .collect::<Vec<_>>()
-                    .join("  ")
+                row.iter().map(|l| text(l)).collect::<Vec<_>>().join("  ")
             })
             .collect::<Vec<_>>()
             .join("\n")
@@ -298,25 +295,23 @@ const LEADER_RANK: usize = 2;
 /// this order, and its answers depend on it.
 fn fuse(bm25: &[f32], cosines: Option<&[f32]>) -> (Vec<usize>, Vec<f32>) {
     let n = bm25.len();
-    let mut fused = vec![0f32; n];
-    let mut leaders = Vec::new();
-    let mut rank_into = |ranked: Vec<usize>, fused: &mut [f32]| {
-        for (rank, &i) in ranked.iter().enumerate() {
-            fused[i] += 1.0 / (RRF_K + rank as f32 + 1.0);
-        }
-        leaders.extend(ranked.first().copied());
-    };
     let by = |score: &[f32], keep: &dyn Fn(usize) -> bool| {
         let mut ranked: Vec<usize> = (0..n).filter(|&i| keep(i)).collect();
         ranked.sort_by(|&a, &b| score[b].total_cmp(&score[a]).then(a.cmp(&b)));
         ranked
     };
-    rank_into(by(bm25, &|i| bm25[i] > 0.0), &mut fused);
+    let mut rankings = vec![by(bm25, &|i| bm25[i] > 0.0)];
     if let Some(cos) = cosines {
-        rank_into(by(cos, &|_| true), &mut fused);
+        rankings.push(by(cos, &|_| true));
+    }
+    let mut fused = vec![0f32; n];
+    for ranked in &rankings {
+        for (rank, &i) in ranked.iter().enumerate() {
+            fused[i] += 1.0 / (RRF_K + rank as f32 + 1.0);
+        }
     }
     let mut order = by(&fused, &|i| fused[i] > 0.0);
-    for leader in leaders {
+    for leader in rankings.iter().filter_map(|r| r.first().copied()) {
         if let Some(at) = order.iter().position(|&i| i == leader)
             && at > LEADER_RANK
         {
@@ -602,7 +597,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn each_rankings_best_chunk_comes_first() {
+    fn each_rankings_best_chunk_moves_up_to_third_place() {
         // Chunk 3 is BM25's best and the embedding's worst, chunk 2 the embedding's best with no
         // term in common: fused, they come second and last, behind chunk 0, middling in both.
         // Chunk 2 moves up to third place; chunk 3 stays second.
