@@ -262,6 +262,11 @@ impl Engine {
             // The layout model failing is not the page failing: its blocks are then made by
             // geometry alone.
             if let Ok(mut regions) = layout.detect(image, MIN_REGION_SCORE) {
+                if ocr::trace::enabled() {
+                    for r in &regions {
+                        eprintln!("[trace] region {:?} {:.2} {:?}", r.kind, r.score, r.bbox);
+                    }
+                }
                 // A table region mostly over a ruled table is that table, already read.
                 regions.retain(|r| {
                     r.kind != RegionKind::Table

@@ -65,16 +65,6 @@ fn paragraphs(lines: Vec<Line>, body: f32) -> Vec<Block> {
 /// Share of a line's area a region must cover to hold the line.
 const MIN_LINE_COVER: f32 = 0.5;
 
-/// Blocks of a page whose layout regions are known. Each line goes to the region covering most of
-/// it (at least half; among equals the smaller, more specific region). The lines of one region
-/// stay together, placed where its first line falls in the given reading order, so that a column,
-/// sidebar or caption is not interleaved with its neighbours; page headers come first and footers
-/// last. Lines of a region are cut into paragraphs as [`blocks_from_lines`] does, and take the
-/// region's kind: header, footer, caption, formula, figure, table (one block, with the cell grid
-/// its words' geometry gives, [`table::grid_from_lines`]), or a heading for a title
-/// (levels by size against the page's body text). Lines in no region keep their place and are
-/// grouped by geometry alone; a lone page number at the top or bottom of the page is marked as a
-/// header or footer either way.
 /// Links each caption to the table or figure it belongs to ([`Block::caption_of`]): the nearest
 /// one above or below it that overlaps it horizontally, a table for a caption starting "Table"
 /// or "Tab.", a figure for one starting "Fig"; each table or figure takes one caption at most,
@@ -117,6 +107,19 @@ pub fn link_captions(blocks: &mut [Block]) {
     }
 }
 
+/// Blocks of a page whose layout regions are known. Each line goes to the region covering most of
+/// it (at least half; among equals the smaller, more specific region). The lines of one region
+/// stay together, placed where its first line falls in the given reading order, so that a column,
+/// sidebar or caption is not interleaved with its neighbours; page headers come first and footers
+/// last (a header or footer region whose text is larger than the body is a heading, and keeps its
+/// place, unless it is a page number). A region whose own lines stand in several columns (a layout model's one box around
+/// three text columns) is no reading unit: it is cut wherever the reading order leaves it for a
+/// line outside it, so its columns are read each in its turn. Lines of a region are cut into paragraphs as [`blocks_from_lines`] does, and take the
+/// region's kind: header, footer, caption, formula, figure, table (one block, with the cell grid
+/// its words' geometry gives, [`table::grid_from_lines`]), or a heading for a title
+/// (levels by size against the page's body text). Lines in no region keep their place and are
+/// grouped by geometry alone; a lone page number at the top or bottom of the page is marked as a
+/// header or footer either way.
 pub fn blocks_in_regions(lines: Vec<Line>, regions: &[Region], page_height: f32) -> Vec<Block> {
     let body = median_height(&lines);
     // The region of each line.
@@ -148,14 +151,48 @@ pub fn blocks_in_regions(lines: Vec<Line>, regions: &[Region], page_height: f32)
                 .map(|(i, _, _)| i)
         })
         .collect();
+    let columned: Vec<bool> = (0..regions.len())
+        .map(|r| {
+            regions[r].kind != RegionKind::Table && {
+                let own: Vec<&BBox> = (0..lines.len())
+                    .filter(|&i| owner[i] == Some(r))
+                    .map(|i| &lines[i].bbox)
+                    .collect();
+                own.iter()
+                    .any(|a| own.iter().any(|b| side_by_side(a, b, body)))
+            }
+        })
+        .collect();
+    // Whether the reading order left region `r` between lines `from` and `to`: a line in
+    // between lies outside the region.
+    let strayed = |r: usize, from: usize, to: usize| {
+        let b = &regions[r].bbox;
+        lines[from + 1..to].iter().any(|l| {
+            let (x, y) = ((l.bbox.x0 + l.bbox.x1) / 2.0, (l.bbox.y0 + l.bbox.y1) / 2.0);
+            x < b.x0 || x > b.x1 || y < b.y0 || y > b.y1
+        })
+    };
+    let breaks: Vec<bool> = {
+        let mut last: Vec<Option<usize>> = vec![None; regions.len()];
+        (0..lines.len())
+            .map(|i| match owner[i] {
+                Some(r) => {
+                    let cut = columned[r] && last[r].is_some_and(|p| strayed(r, p, i));
+                    last[r] = Some(i);
+                    cut
+                }
+                None => false,
+            })
+            .collect()
+    };
     // Units: a region's lines, or a run of consecutive lines in no region.
     let mut units: Vec<(Option<RegionKind>, Vec<Line>)> = Vec::new();
     let mut unit_of_region: Vec<Option<usize>> = vec![None; regions.len()];
-    for (line, owner) in lines.into_iter().zip(owner) {
+    for ((line, owner), cut) in lines.into_iter().zip(owner).zip(breaks) {
         match owner {
             Some(r) => match unit_of_region[r] {
-                Some(u) => units[u].1.push(line),
-                None => {
+                Some(u) if !cut => units[u].1.push(line),
+                _ => {
                     unit_of_region[r] = Some(units.len());
                     units.push((Some(regions[r].kind), vec![line]));
                 }
@@ -169,13 +206,21 @@ pub fn blocks_in_regions(lines: Vec<Line>, regions: &[Region], page_height: f32)
             },
         }
     }
-    // Headers first, footers last, the rest in the order of their first lines.
-    let rank = |kind: Option<RegionKind>| match kind {
+    // Headers first, footers last, the rest in the order of their first lines. A header or
+    // footer region larger than the body text is a heading (unless it is a page number): it
+    // stays where it is read.
+    let rank = |(kind, lines): &(Option<RegionKind>, Vec<Line>)| match kind {
+        Some(RegionKind::Header | RegionKind::Footer)
+            if heading_level(median_height(lines), body, lines).is_some()
+                && !(lines.len() == 1 && is_page_number(&lines[0].text)) =>
+        {
+            1
+        }
         Some(RegionKind::Header) => 0,
         Some(RegionKind::Footer) => 2,
         _ => 1,
     };
-    units.sort_by_key(|(kind, _)| rank(*kind));
+    units.sort_by_key(rank);
     let mut blocks = Vec::new();
     for (kind, lines) in units {
         if kind == Some(RegionKind::Table)
@@ -216,6 +261,14 @@ pub fn blocks_in_regions(lines: Vec<Line>, regions: &[Region], page_height: f32)
         blocks.extend(these);
     }
     blocks
+}
+
+/// Two lines side by side: level with each other, and apart by more than a line height and a
+/// half (columns, not words of one row).
+fn side_by_side(a: &BBox, b: &BBox, body: f32) -> bool {
+    let overlap = a.y1.min(b.y1) - a.y0.max(b.y0);
+    let gap = (b.x0 - a.x1).max(a.x0 - b.x1);
+    overlap > 0.5 * a.height().min(b.height()) && gap > 1.5 * body
 }
 
 /// Header or footer, for a line that is only a page number in the top or bottom tenth of the page.
@@ -441,6 +494,41 @@ mod tests {
                 (BlockKind::Footer, "12".to_string()),
             ]
         );
+    }
+
+    #[test]
+    fn a_region_around_several_columns_is_read_column_by_column() {
+        // Columns in reading order, each under its heading; the layout model put one figure
+        // box round both columns' text and called the second heading a running header.
+        let lines = vec![
+            line("Why", 0.0, 10.0, 40.0),
+            line("First", 0.0, 80.0, 40.0),
+            line("first one", 0.0, 150.0, 20.0),
+            line("first two", 0.0, 174.0, 20.0),
+            line("Second", 300.0, 80.0, 40.0),
+            line("second one", 300.0, 150.0, 20.0),
+            line("second two", 300.0, 174.0, 20.0),
+            line("second three", 300.0, 198.0, 20.0),
+        ];
+        let regions = [
+            region(RegionKind::Header, 0.0, 5.0, 210.0, 55.0),
+            region(RegionKind::Title, 0.0, 75.0, 210.0, 125.0),
+            region(RegionKind::Header, 295.0, 75.0, 510.0, 125.0),
+            region(RegionKind::Figure, 0.0, 145.0, 510.0, 225.0),
+        ];
+        let blocks = blocks_in_regions(lines, &regions, 1000.0);
+        let got: Vec<String> = blocks.iter().map(|b| b.text()).collect();
+        assert_eq!(
+            got,
+            [
+                "Why",
+                "First",
+                "first one\nfirst two",
+                "Second",
+                "second one\nsecond two\nsecond three"
+            ]
+        );
+        assert!(matches!(blocks[3].kind, BlockKind::Heading { .. }));
     }
 
     #[test]

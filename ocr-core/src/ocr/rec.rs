@@ -132,9 +132,69 @@ fn recognize_batch(
             res.step_px = step_px;
             res.content_px = content[k] as f32;
             space_wide_gaps(&mut res, &crops[chunk[k]]);
+            read_digits_in_numbers(&mut res);
             res
         })
         .collect())
+}
+
+/// The letter a digit is most often read as, and that digit.
+fn digit_lookalike(ch: &str) -> Option<&'static str> {
+    match ch {
+        "l" => Some("1"),
+        "O" | "o" => Some("0"),
+        _ => None,
+    }
+}
+
+/// Reads `l`, `O` and `o` as the digits they look like inside a number: a word that,
+/// leading and trailing punctuation aside, holds only digits, number separators (`,.:/-`) and
+/// such letters, with a digit, and with at least as many digits as letters unless a currency
+/// sign comes first (`l0` → `10`, `50,O00` → `50,000`, `l2/05/l999`, `£loo,0oo`). Typewriters
+/// print one as a lowercase l, and both a typewriter's and a receipt printer's zero looks like
+/// an O. A word with any other letter (`CO2`, `1st`, `lo`) is left
+/// alone, and so is one without a digit (`l.`). A capital I is left as it is: in file numbers
+/// it is a Roman numeral (`76.109/I-1/38`), and some typists used it for one on purpose.
+pub fn read_digits_in_numbers(res: &mut RecResult) {
+    let mut start = 0;
+    while start < res.chars.len() {
+        let end = res.chars[start..]
+            .iter()
+            .position(|c| c.ch == " ")
+            .map_or(res.chars.len(), |p| start + p);
+        let word = &res.chars[start..end];
+        let is_alnum = |c: &CharHit| c.ch.chars().all(char::is_alphanumeric);
+        if let (Some(first), Some(last)) = (
+            word.iter().position(is_alnum),
+            word.iter().rposition(is_alnum),
+        ) {
+            let core = &word[first..=last];
+            let digits = core
+                .iter()
+                .filter(|c| c.ch.bytes().all(|b| b.is_ascii_digit()))
+                .count();
+            let letters = core
+                .iter()
+                .filter(|c| digit_lookalike(&c.ch).is_some())
+                .count();
+            let others = core.iter().all(|c| {
+                c.ch.bytes().all(|b| b.is_ascii_digit())
+                    || digit_lookalike(&c.ch).is_some()
+                    || [",", ".", ":", "/", "-"].contains(&c.ch.as_str())
+            });
+            let priced = word[..first]
+                .last()
+                .is_some_and(|c| ["£", "$", "€", "¥"].contains(&c.ch.as_str()));
+            if others && letters > 0 && digits > 0 && (digits >= letters || priced) {
+                for c in &mut res.chars[start + first..=start + last] {
+                    if let Some(d) = digit_lookalike(&c.ch) {
+                        c.ch = d.to_string();
+                    }
+                }
+            }
+        }
+        start = end + 1;
+    }
 }
 
 /// Puts a space in every blank gap between two characters that is at least
@@ -282,6 +342,36 @@ pub fn ctc_decode(probs: &[f32], steps: usize, classes: usize, alphabet: &[Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn read(text: &str) -> String {
+        let mut r = RecResult {
+            chars: text
+                .chars()
+                .map(|c| CharHit {
+                    ch: c.to_string(),
+                    prob: 0.9,
+                    steps: (0, 0),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        read_digits_in_numbers(&mut r);
+        r.text()
+    }
+
+    #[test]
+    fn lookalike_letters_in_numbers_are_read_as_digits() {
+        assert_eq!(read("for l0 days"), "for 10 days");
+        assert_eq!(read("about 50,O00 people"), "about 50,000 people");
+        assert_eq!(read("(l,000)."), "(1,000).");
+        assert_eq!(read("on l2/05/l999"), "on 12/05/1999");
+        assert_eq!(read("£loo,0oo and $lO"), "£100,000 and $lO");
+        // Words, and numbers with other letters, are left alone.
+        assert_eq!(
+            read("I sold lOO CO2 1st l. lo 2lol"),
+            "I sold lOO CO2 1st l. lo 2lol"
+        );
+    }
 
     #[test]
     fn ctc_merges_repeats_and_drops_blanks() {
