@@ -112,14 +112,15 @@ pub fn link_captions(blocks: &mut [Block]) {
 /// stay together, placed where its first line falls in the given reading order, so that a column,
 /// sidebar or caption is not interleaved with its neighbours; page headers come first and footers
 /// last (a header or footer region whose text is larger than the body is a heading, and keeps its
-/// place, unless it is a page number). A region whose own lines stand in several columns (a layout model's one box around
-/// three text columns) is no reading unit: it is cut wherever the reading order leaves it for a
-/// line outside it, so its columns are read each in its turn. Lines of a region are cut into paragraphs as [`blocks_from_lines`] does, and take the
-/// region's kind: header, footer, caption, formula, figure, table (one block, with the cell grid
-/// its words' geometry gives, [`table::grid_from_lines`]), or a heading for a title
-/// (levels by size against the page's body text). Lines in no region keep their place and are
-/// grouped by geometry alone; a lone page number at the top or bottom of the page is marked as a
-/// header or footer either way.
+/// place, unless it is a page number). A region whose own lines stand in several columns (a
+/// layout model's one box around three text columns) is no reading unit: it is cut wherever the
+/// reading order leaves it for a line outside it, so its columns are read each in its turn.
+/// Lines of a region are cut into paragraphs as [`blocks_from_lines`] does, and take the region's
+/// kind: header, footer, caption, formula, figure, table (one block, with the cell grid its
+/// words' geometry gives, [`table::grid_from_lines`]), or a heading for a title (levels by size
+/// against the page's body text). Lines in no region keep their place and are grouped by
+/// geometry alone; a lone page number at the top or bottom of the page is marked as a header or
+/// footer either way.
 pub fn blocks_in_regions(lines: Vec<Line>, regions: &[Region], page_height: f32) -> Vec<Block> {
     let body = median_height(&lines);
     // The region of each line.
@@ -166,11 +167,9 @@ pub fn blocks_in_regions(lines: Vec<Line>, regions: &[Region], page_height: f32)
     // Whether the reading order left region `r` between lines `from` and `to`: a line in
     // between lies outside the region.
     let strayed = |r: usize, from: usize, to: usize| {
-        let b = &regions[r].bbox;
-        lines[from + 1..to].iter().any(|l| {
-            let (x, y) = ((l.bbox.x0 + l.bbox.x1) / 2.0, (l.bbox.y0 + l.bbox.y1) / 2.0);
-            x < b.x0 || x > b.x1 || y < b.y0 || y > b.y1
-        })
+        lines[from + 1..to]
+            .iter()
+            .any(|l| !centre_in(&l.bbox, &regions[r].bbox))
     };
     let breaks: Vec<bool> = {
         let mut last: Vec<Option<usize>> = vec![None; regions.len()];
@@ -261,6 +260,12 @@ pub fn blocks_in_regions(lines: Vec<Line>, regions: &[Region], page_height: f32)
         blocks.extend(these);
     }
     blocks
+}
+
+/// Whether the centre of `w` lies inside `b`.
+pub(crate) fn centre_in(w: &BBox, b: &BBox) -> bool {
+    let (cx, cy) = ((w.x0 + w.x1) / 2.0, (w.y0 + w.y1) / 2.0);
+    cx > b.x0 && cx < b.x1 && cy > b.y0 && cy < b.y1
 }
 
 /// Two lines side by side: level with each other, and apart by more than a line height and a

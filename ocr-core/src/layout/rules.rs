@@ -14,8 +14,8 @@
 //! [`shading`](crate::decode::TextLayer::shading), where no table of rules is and unless the
 //! shaded grid is a patch of a larger table (a heat map, zebra rows under a plain header).
 
-use super::intersection;
 use super::table_model::{CellBox, TableStructure};
+use super::{centre_in, intersection};
 use crate::document::{BBox, Block, BlockKind, Line, Table, Word};
 
 /// Rules thicker than this (in points) are shapes, not rules.
@@ -373,12 +373,6 @@ fn table_in_grid(structure: &TableStructure, words: &[Word]) -> Option<Table> {
         columns,
         cells,
     })
-}
-
-/// Whether the centre of `w` lies inside `b`.
-fn centre_in(w: &BBox, b: &BBox) -> bool {
-    let (cx, cy) = ((w.x0 + w.x1) / 2.0, (w.y0 + w.y1) / 2.0);
-    cx > b.x0 && cx < b.x1 && cy > b.y0 && cy < b.y1
 }
 
 /// The centre height of a word.
