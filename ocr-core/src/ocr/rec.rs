@@ -156,44 +156,32 @@ fn digit_lookalike(ch: &str) -> Option<&'static str> {
 /// alone, and so is one without a digit (`l.`). A capital I is left as it is: in file numbers
 /// it is a Roman numeral (`76.109/I-1/38`), and some typists used it for one on purpose.
 pub fn read_digits_in_numbers(res: &mut RecResult) {
-    let mut start = 0;
-    while start < res.chars.len() {
-        let end = res.chars[start..]
-            .iter()
-            .position(|c| c.ch == " ")
-            .map_or(res.chars.len(), |p| start + p);
-        let word = &res.chars[start..end];
-        let is_alnum = |c: &CharHit| c.ch.chars().all(char::is_alphanumeric);
-        if let (Some(first), Some(last)) = (
+    let is_alnum = |c: &CharHit| c.ch.chars().all(char::is_alphanumeric);
+    let is_digit = |c: &CharHit| c.ch.bytes().all(|b| b.is_ascii_digit());
+    let is_lookalike = |c: &CharHit| digit_lookalike(&c.ch).is_some();
+    for word in res.chars.split_mut(|c| c.ch == " ") {
+        let (Some(first), Some(last)) = (
             word.iter().position(is_alnum),
             word.iter().rposition(is_alnum),
-        ) {
-            let core = &word[first..=last];
-            let digits = core
-                .iter()
-                .filter(|c| c.ch.bytes().all(|b| b.is_ascii_digit()))
-                .count();
-            let letters = core
-                .iter()
-                .filter(|c| digit_lookalike(&c.ch).is_some())
-                .count();
-            let others = core.iter().all(|c| {
-                c.ch.bytes().all(|b| b.is_ascii_digit())
-                    || digit_lookalike(&c.ch).is_some()
-                    || [",", ".", ":", "/", "-"].contains(&c.ch.as_str())
-            });
-            let priced = word[..first]
-                .last()
-                .is_some_and(|c| ["£", "$", "€", "¥"].contains(&c.ch.as_str()));
-            if others && letters > 0 && digits > 0 && (digits >= letters || priced) {
-                for c in &mut res.chars[start + first..=start + last] {
-                    if let Some(d) = digit_lookalike(&c.ch) {
-                        c.ch = d.to_string();
-                    }
+        ) else {
+            continue;
+        };
+        let priced = word[..first]
+            .last()
+            .is_some_and(|c| ["£", "$", "€", "¥"].contains(&c.ch.as_str()));
+        let core = &mut word[first..=last];
+        let digits = core.iter().filter(|c| is_digit(c)).count();
+        let letters = core.iter().filter(|c| is_lookalike(c)).count();
+        let numeric = core.iter().all(|c| {
+            is_digit(c) || is_lookalike(c) || [",", ".", ":", "/", "-"].contains(&c.ch.as_str())
+        });
+        if numeric && letters > 0 && digits > 0 && (digits >= letters || priced) {
+            for c in core {
+                if let Some(d) = digit_lookalike(&c.ch) {
+                    c.ch = d.to_string();
                 }
             }
         }
-        start = end + 1;
     }
 }
 
