@@ -702,17 +702,24 @@ async fn larger_files_are_queued_and_nothing_of_the_upload_remains() {
     assert!(done["text"].as_str().unwrap().contains("Chapter 2"));
     let (code, job) = s.submit(None, &[("file", &png_with_marker(&marker))]).await;
     assert_eq!(code, StatusCode::OK, "{job}");
+    // "done" is committed before the queued upload is wiped, so give the wipe a moment.
+    let wiped = std::time::Instant::now();
+    while std::fs::read_dir(s.state.config.uploads_dir())
+        .unwrap()
+        .next()
+        .is_some()
+    {
+        assert!(
+            wiped.elapsed() < Duration::from_secs(30),
+            "the upload is still there"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     s.state.db.checkpoint().await.unwrap();
     let found = files_containing(&s.dir, marker.as_bytes());
     assert!(
         found.is_empty(),
         "the upload's bytes are still in {found:?}"
-    );
-    assert!(
-        std::fs::read_dir(s.state.config.uploads_dir())
-            .unwrap()
-            .next()
-            .is_none()
     );
     // Results stay until their retention ends, then are gone.
     assert_eq!(
