@@ -5,7 +5,8 @@ use candle_core::{Device, Tensor};
 use image::RgbImage;
 
 use super::geometry::{
-    Quad, convex_hull, min_area_rect, mini_box, quad_score, regions, resize_normalize, unclip,
+    Quad, convex_hull, hull_score, min_area_rect, mini_box, quad_score, regions, resize_normalize,
+    unclip,
 };
 use crate::nn::Graph;
 
@@ -117,9 +118,14 @@ pub fn postprocess(
         if side < p.min_size {
             continue;
         }
-        let score = quad_score(prob, w, h, &quad);
+        let mut score = quad_score(prob, w, h, &quad);
         if score < p.box_thresh {
-            continue;
+            // A rectangle round two shapes joined at a corner (a handwritten note touching a
+            // typed line) is mostly empty: score such a region by its own outline instead.
+            score = hull_score(prob, w, h, &hull);
+            if score < p.box_thresh {
+                continue;
+            }
         }
         let grown = unclip(&quad, p.unclip_ratio);
         let (grown, side) = mini_box(grown.0);
@@ -135,4 +141,37 @@ pub fn postprocess(
         out.push(Detection { quad, score });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A probability map with `value` over each `[x0, y0, x1, y1)` rectangle.
+    fn map(w: usize, h: usize, rects: &[[usize; 4]], value: f32) -> Vec<f32> {
+        let mut prob = vec![0.0; w * h];
+        for &[x0, y0, x1, y1] in rects {
+            for y in y0..y1 {
+                prob[y * w + x0..y * w + x1].fill(value);
+            }
+        }
+        prob
+    }
+
+    #[test]
+    fn a_note_touching_a_line_does_not_lose_the_line() {
+        let (w, h) = (200, 80);
+        // A handwritten note in the margin (40 wide, 16 high) touching the start of a typed line
+        // (140 wide, 6 high): more than half of their bounding rectangle is empty.
+        let rects = [[10, 24, 50, 40], [50, 30, 190, 36]];
+        let prob = map(w, h, &rects, 0.9);
+        let found = postprocess(&prob, w, h, w as u32, h as u32, &DetParams::default());
+        assert_eq!(found.len(), 1, "{found:?}");
+        let [x0, _, x1, _] = found[0].quad.bounds();
+        assert!(x0 <= 12.0 && x1 >= 188.0, "{found:?}");
+        // A faint smudge stays out however it is scored.
+        let prob = map(w, h, &rects, 0.4);
+        let found = postprocess(&prob, w, h, w as u32, h as u32, &DetParams::default());
+        assert!(found.is_empty(), "{found:?}");
+    }
 }

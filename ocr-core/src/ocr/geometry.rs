@@ -240,13 +240,42 @@ pub fn quad_score(prob: &[f32], w: usize, h: usize, quad: &Quad) -> f32 {
     (inside / n_inside as f64) as f32
 }
 
+/// The mean of `prob` over the pixels inside a convex polygon (a region's hull): PaddleOCR's
+/// "slow" box score, which does not count the empty corners of a rectangle drawn round a
+/// region that is not one.
+pub fn hull_score(prob: &[f32], w: usize, h: usize, hull: &[Point]) -> f32 {
+    if hull.len() < 3 {
+        return 0.0;
+    }
+    let (mut x0, mut y0, mut x1, mut y1) = (f32::MAX, f32::MAX, f32::MIN, f32::MIN);
+    for p in hull {
+        (x0, y0, x1, y1) = (x0.min(p[0]), y0.min(p[1]), x1.max(p[0]), y1.max(p[1]));
+    }
+    let (xmin, xmax) = (x0.max(0.0) as usize, (x1.max(0.0) as usize).min(w - 1));
+    let (ymin, ymax) = (y0.max(0.0) as usize, (y1.max(0.0) as usize).min(h - 1));
+    let (mut sum, mut n) = (0f64, 0usize);
+    for y in ymin..=ymax {
+        for x in xmin..=xmax {
+            if point_in_convex([x as f32, y as f32], hull) {
+                sum += f64::from(prob[y * w + x]);
+                n += 1;
+            }
+        }
+    }
+    (sum / n.max(1) as f64) as f32
+}
+
 /// Whether `p` lies inside or on the edge of a convex quad.
 pub fn point_in_quad(p: Point, quad: &Quad) -> bool {
-    let q = &quad.0;
+    point_in_convex(p, &quad.0)
+}
+
+/// Whether `p` lies inside or on the edge of a convex polygon, its corners in either order.
+pub fn point_in_convex(p: Point, q: &[Point]) -> bool {
     let mut sign = 0i8;
-    for i in 0..4 {
+    for i in 0..q.len() {
         let a = q[i];
-        let b = q[(i + 1) % 4];
+        let b = q[(i + 1) % q.len()];
         let c = (b[0] - a[0]) * (p[1] - a[1]) - (b[1] - a[1]) * (p[0] - a[0]);
         let s = if c > 1e-6 {
             1

@@ -323,6 +323,14 @@ impl OcrModels {
         let mut lines = Vec::new();
         for ((quad, score), res) in quads.into_iter().zip(results) {
             if res.chars.is_empty() || res.confidence() < MIN_LINE_CONFIDENCE {
+                if trace::enabled() {
+                    let text: String = res.chars.iter().map(|c| c.ch.as_str()).collect();
+                    eprintln!(
+                        "[trace] line dropped at {:?} (confidence {:.2}): {text}",
+                        quad.bounds().map(f32::round),
+                        res.confidence()
+                    );
+                }
                 continue;
             }
             if let Some(line) = line_from_result(&quad, &res) {
