@@ -261,7 +261,10 @@ impl Engine {
         {
             // The layout model failing is not the page failing: its blocks are then made by
             // geometry alone.
-            if let Ok(mut regions) = layout.detect(image, MIN_REGION_SCORE) {
+            let mut clock = ocr::trace::Clock::start();
+            let found = layout.detect(image, MIN_REGION_SCORE);
+            clock.lap("layout");
+            if let Ok(mut regions) = found {
                 if ocr::trace::enabled() {
                     for r in &regions {
                         eprintln!("[trace] region {:?} {:.2} {:?}", r.kind, r.score, r.bbox);

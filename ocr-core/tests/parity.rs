@@ -5,6 +5,7 @@
 
 use candle_core::{Device, Tensor};
 use ocr_core::nn::Graph;
+use ocr_core::ocr::rec;
 
 use crate::support::fixture;
 
@@ -116,6 +117,51 @@ fn rec_small_matches_onnxruntime() {
 #[test]
 fn rec_tiny_matches_onnxruntime() {
     check("PP-OCRv6_rec_tiny.onnx", "rec_tiny", Also::Argmax);
+}
+
+/// The pipeline runs the recogniser without its softmax and decodes the logits: the same
+/// characters, at the same steps, with the same probabilities as onnxruntime's output decoded.
+#[test]
+fn rec_decoded_from_logits_matches_onnxruntime() {
+    for (file, name) in [
+        ("PP-OCRv6_rec_small.onnx", "rec_small"),
+        ("PP-OCRv6_rec_tiny.onnx", "rec_tiny"),
+    ] {
+        let g = golden(name);
+        let (in_dims, input) = &g[0];
+        let (out_dims, expected) = &g[1];
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../models")
+            .join(file);
+        let (graph, logits) =
+            Graph::from_onnx_without_final_softmax(&std::fs::read(path).unwrap()).unwrap();
+        assert!(logits, "{file}: the final softmax is found");
+        let x = Tensor::from_slice(input, in_dims.as_slice(), &Device::Cpu).unwrap();
+        let y = graph.run(x).unwrap();
+        assert_eq!(y.dims(), out_dims.as_slice());
+        let got: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+        let (n, steps, classes) = (out_dims[0], out_dims[1], out_dims[2]);
+        let alphabet: Vec<String> = (1..classes).map(|c| format!("<{c}>")).collect();
+        let mut chars = 0;
+        let line = steps * classes;
+        for k in 0..n {
+            let want = &expected[k * line..][..line];
+            let want = rec::ctc_decode(want, steps, classes, &alphabet, false);
+            let have = rec::ctc_decode(&got[k * line..][..line], steps, classes, &alphabet, true);
+            assert_eq!(have.text(), want.text(), "{file}: line {k}");
+            for (a, b) in have.chars.iter().zip(&want.chars) {
+                assert_eq!(a.steps, b.steps, "{file}: line {k}");
+                assert!(
+                    (a.prob - b.prob).abs() <= 1e-4,
+                    "{file}: {} vs {}",
+                    a.prob,
+                    b.prob
+                );
+            }
+            chars += want.chars.len();
+        }
+        assert!(chars > 0, "{file}: the golden input reads as something");
+    }
 }
 
 #[test]

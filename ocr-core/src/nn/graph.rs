@@ -178,6 +178,29 @@ impl Graph {
         Compiler::compile(model)
     }
 
+    /// Decodes an ONNX file that ends in a softmax over the last axis of a rank-3 output (a
+    /// recogniser's `[batch, steps, classes]`) and compiles it without that softmax: its output
+    /// is then the logits, for a caller that needs only each row's best class and that class's
+    /// probability, not a second whole-sized tensor. The flag says whether the softmax was
+    /// found and left out; without one the model is compiled whole.
+    pub fn from_onnx_without_final_softmax(bytes: &[u8]) -> Result<(Self, bool), GraphError> {
+        let mut model = onnx::Model::parse(bytes)?;
+        let last = match model.outputs.as_slice() {
+            [out] => model
+                .nodes
+                .iter()
+                .find(|n| n.outputs.first() == Some(out))
+                .filter(|n| n.op_type == "Softmax" && matches!(n.int("axis").unwrap_or(-1), -1 | 2))
+                .and_then(|n| n.inputs.first().cloned()),
+            _ => None,
+        };
+        let dropped = last.is_some();
+        if let Some(logits) = last {
+            model.outputs = vec![logits];
+        }
+        Ok((Compiler::compile(model)?, dropped))
+    }
+
     /// Runs the graph on one input and returns its (first) output.
     pub fn run(&self, input: Tensor) -> Result<Tensor, GraphError> {
         self.run_inner(input, None)?
@@ -634,8 +657,8 @@ fn softmax(x: &Tensor, axis: usize) -> Result<Tensor, GraphError> {
     Ok(e.broadcast_div(&e.sum_keepdim(axis)?)?)
 }
 
-/// Calls `f` with the tensor's f32 values, contiguous.
-fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R, GraphError> {
+/// Calls `f` with the tensor's f32 values, contiguous (read in place when they already are).
+pub fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R, GraphError> {
     let t = t.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
     Ok(f(cpu_f32(&storage, layout)?))

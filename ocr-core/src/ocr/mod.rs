@@ -80,6 +80,8 @@ pub struct OcrModels {
     pub size: ModelSize,
     pub det: Graph,
     pub rec: Graph,
+    /// Whether `rec` ends before its softmax ([`Graph::from_onnx_without_final_softmax`]).
+    pub rec_logits: bool,
     /// `alphabet[i]` is the text of recogniser class `i + 1` (class 0 is the CTC blank).
     pub alphabet: Vec<String>,
     pub textline: Graph,
@@ -100,7 +102,15 @@ impl OcrModels {
         };
         let name = size.name();
         let det = read(&format!("PP-OCRv6_det_{name}.onnx"))?;
-        let rec = read(&format!("PP-OCRv6_rec_{name}.onnx"))?;
+        // The recogniser without its softmax: decoding needs each step's best class and its
+        // probability, not a second copy of a steps × 18k-classes tensor per batch.
+        let path = dir.join(format!("PP-OCRv6_rec_{name}.onnx"));
+        let failed = |e: &dyn std::fmt::Display| {
+            Error::Internal(format!("model file {}: {e}", path.display()))
+        };
+        let bytes = std::fs::read(&path).map_err(|e| failed(&e))?;
+        let (rec, rec_logits) =
+            Graph::from_onnx_without_final_softmax(&bytes).map_err(|e| failed(&e))?;
         let mut alphabet: Vec<String> = match rec.metadata.get("character") {
             Some(chars) => chars.lines().map(str::to_string).collect(),
             None => {
@@ -120,6 +130,7 @@ impl OcrModels {
             size,
             det,
             rec,
+            rec_logits,
             alphabet,
             textline,
             page,
@@ -246,8 +257,14 @@ impl OcrModels {
             .iter()
             .map(|&i| image::imageops::rotate180(&crops[i]))
             .collect();
-        let again = rec::recognize(&self.rec, &self.alphabet, &turned_crops, self.rec_batch)
-            .map_err(internal)?;
+        let again = rec::recognize(
+            &self.rec,
+            self.rec_logits,
+            &self.alphabet,
+            &turned_crops,
+            self.rec_batch,
+        )
+        .map_err(internal)?;
         for ((i, crop), res) in turned.into_iter().zip(turned_crops).zip(again) {
             if res.confidence() > results[i].confidence() {
                 let [tl, tr, br, bl] = quads[i].0.0;
@@ -273,8 +290,14 @@ impl OcrModels {
     /// Reads an image that holds one line of text (no detection).
     pub fn read_line(&self, image: &RgbImage) -> Result<Vec<RawLine>> {
         let quad = Quad::from_rect(0.0, 0.0, image.width() as f32, image.height() as f32);
-        let results = rec::recognize(&self.rec, &self.alphabet, std::slice::from_ref(image), 1)
-            .map_err(internal)?;
+        let results = rec::recognize(
+            &self.rec,
+            self.rec_logits,
+            &self.alphabet,
+            std::slice::from_ref(image),
+            1,
+        )
+        .map_err(internal)?;
         Ok(results
             .first()
             .and_then(|res| line_from_result(&quad, res))
@@ -297,26 +320,35 @@ impl OcrModels {
             detections.into_iter().map(|d| (d.quad, d.score)).collect();
         clock.lap("detect");
         order::sort_quads(&mut quads);
-        let mut crops = Vec::with_capacity(quads.len());
         for (quad, _) in quads.iter_mut() {
-            let (w, h) = (
-                quad.width().round().max(1.0) as u32,
-                quad.height().round().max(1.0) as u32,
-            );
-            if h as f32 >= 1.5 * w as f32 {
+            if quad.height().round().max(1.0) >= 1.5 * quad.width().round().max(1.0) {
                 // A vertical line: read it turned 90° counter-clockwise.
                 let [tl, tr, br, bl] = quad.0;
                 *quad = Quad([tr, br, bl, tl]);
             }
-            let (w, h) = (
-                quad.width().round().max(1.0) as u32,
-                quad.height().round().max(1.0) as u32,
-            );
-            crops.push(warp_quad(image, quad, w, h));
         }
+        let mut crops: Vec<RgbImage> = {
+            use rayon::prelude::*;
+            quads
+                .par_iter()
+                .map(|(quad, _)| {
+                    let (w, h) = (
+                        quad.width().round().max(1.0) as u32,
+                        quad.height().round().max(1.0) as u32,
+                    );
+                    warp_quad(image, quad, w, h)
+                })
+                .collect()
+        };
         clock.lap("crop");
-        let mut results =
-            rec::recognize(&self.rec, &self.alphabet, &crops, self.rec_batch).map_err(internal)?;
+        let mut results = rec::recognize(
+            &self.rec,
+            self.rec_logits,
+            &self.alphabet,
+            &crops,
+            self.rec_batch,
+        )
+        .map_err(internal)?;
         clock.lap("recognise");
         self.fix_upside_down(&mut crops, &mut quads, &mut results)?;
         clock.lap("line orientation");

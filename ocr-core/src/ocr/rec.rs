@@ -6,6 +6,7 @@ use candle_core::{Device, Tensor};
 use image::RgbImage;
 
 use super::geometry::resize_normalize;
+use crate::nn::graph::with_slice;
 use crate::nn::{Graph, GraphError};
 
 /// The recogniser's input height.
@@ -58,8 +59,11 @@ impl RecResult {
 /// single batch split across threads synchronises at every operator (on two
 /// cores the network runs at about 90% parallel efficiency). An idle thread
 /// still helps with another batch's operators.
+/// With `logits`, the model's output is the values before its softmax (see
+/// [`Graph::from_onnx_without_final_softmax`]).
 pub fn recognize(
     model: &Graph,
+    logits: bool,
     alphabet: &[String],
     crops: &[RgbImage],
     batch: usize,
@@ -73,7 +77,7 @@ pub fn recognize(
     let decoded = chunks
         .par_iter()
         .with_max_len(1)
-        .map(|chunk| recognize_batch(model, alphabet, crops, chunk))
+        .map(|chunk| recognize_batch(model, logits, alphabet, crops, chunk))
         .collect::<Result<Vec<_>, _>>()?;
     let mut results = vec![RecResult::default(); crops.len()];
     for (chunk, batch_results) in chunks.into_iter().zip(decoded) {
@@ -93,6 +97,7 @@ fn aspect(crop: &RgbImage) -> f32 {
 /// decodes each line.
 fn recognize_batch(
     model: &Graph,
+    logits: bool,
     alphabet: &[String],
     crops: &[RgbImage],
     chunk: &[usize],
@@ -123,19 +128,21 @@ fn recognize_batch(
         );
     }
     let (n, steps, classes) = y.dims3()?;
-    let probs: Vec<f32> = y.flatten_all()?.to_vec1()?;
     let step_px = width as f32 / steps.max(1) as f32;
-    Ok((0..n)
-        .map(|k| {
-            let rows = &probs[k * steps * classes..][..steps * classes];
-            let mut res = ctc_decode(rows, steps, classes, alphabet);
-            res.step_px = step_px;
-            res.content_px = content[k] as f32;
-            space_wide_gaps(&mut res, &crops[chunk[k]]);
-            read_digits_in_numbers(&mut res);
-            res
-        })
-        .collect())
+    // Read in place: the output is the largest tensor of the batch (steps × ~18k classes).
+    with_slice(&y, |scores| {
+        (0..n)
+            .map(|k| {
+                let rows = &scores[k * steps * classes..][..steps * classes];
+                let mut res = ctc_decode(rows, steps, classes, alphabet, logits);
+                res.step_px = step_px;
+                res.content_px = content[k] as f32;
+                space_wide_gaps(&mut res, &crops[chunk[k]]);
+                read_digits_in_numbers(&mut res);
+                res
+            })
+            .collect()
+    })
 }
 
 /// The letter a digit is most often read as, and that digit.
@@ -292,17 +299,32 @@ impl InkColumns {
 }
 
 /// Greedy CTC: the argmax per step, repeats merged, blanks (class 0)
-/// dropped. `alphabet[i]` is the text of class `i + 1`.
-pub fn ctc_decode(probs: &[f32], steps: usize, classes: usize, alphabet: &[String]) -> RecResult {
+/// dropped. `alphabet[i]` is the text of class `i + 1`. `scores` are the
+/// network's probabilities, or with `logits` the values before its softmax.
+pub fn ctc_decode(
+    scores: &[f32],
+    steps: usize,
+    classes: usize,
+    alphabet: &[String],
+    logits: bool,
+) -> RecResult {
     let mut chars: Vec<CharHit> = Vec::new();
     let mut prev = 0usize;
     for t in 0..steps {
-        let row = &probs[t * classes..][..classes];
-        let (idx, p) =
+        let row = &scores[t * classes..][..classes];
+        let (idx, best) =
             row.iter().enumerate().fold(
                 (0usize, f32::MIN),
                 |best, (i, &v)| if v > best.1 { (i, v) } else { best },
             );
+        // The best class's softmax probability, worked out only where a character starts.
+        let p = || {
+            if logits {
+                1.0 / row.iter().map(|&v| (v - best).exp()).sum::<f32>()
+            } else {
+                best
+            }
+        };
         if idx != 0 {
             if idx == prev {
                 if let Some(last) = chars.last_mut() {
@@ -312,7 +334,7 @@ pub fn ctc_decode(probs: &[f32], steps: usize, classes: usize, alphabet: &[Strin
             } else if let Some(text) = alphabet.get(idx - 1) {
                 chars.push(CharHit {
                     ch: text.clone(),
-                    prob: p,
+                    prob: p(),
                     steps: (t, t),
                 });
             }
@@ -370,7 +392,7 @@ mod tests {
         for (t, &c) in seq.iter().enumerate() {
             probs[t * 3 + c] = 0.9;
         }
-        let r = ctc_decode(&probs, seq.len(), 3, &alphabet);
+        let r = ctc_decode(&probs, seq.len(), 3, &alphabet, false);
         assert_eq!(r.text(), "aab");
         assert_eq!(r.chars[0].steps, (0, 1));
         assert_eq!(r.chars[2].steps, (4, 5));
