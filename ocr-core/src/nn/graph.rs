@@ -235,7 +235,11 @@ impl Graph {
         for (slot, value) in &self.constants {
             slots[*slot] = Some(value.clone());
         }
-        slots[self.input] = Some(Value::F(input.to_dtype(DType::F32)?));
+        let x = input.to_dtype(DType::F32)?;
+        // The slot is then the input's only owner, freed after its last use (a page-sized
+        // detector input is tens of megabytes).
+        drop(input);
+        slots[self.input] = Some(Value::F(x));
         for step in &self.steps {
             let value = {
                 let args: Vec<&Value> = step
