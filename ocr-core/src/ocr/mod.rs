@@ -257,14 +257,7 @@ impl OcrModels {
             .iter()
             .map(|&i| image::imageops::rotate180(&crops[i]))
             .collect();
-        let again = rec::recognize(
-            &self.rec,
-            self.rec_logits,
-            &self.alphabet,
-            &turned_crops,
-            self.rec_batch,
-        )
-        .map_err(internal)?;
+        let again = self.recognize(&turned_crops, self.rec_batch)?;
         for ((i, crop), res) in turned.into_iter().zip(turned_crops).zip(again) {
             if res.confidence() > results[i].confidence() {
                 let [tl, tr, br, bl] = quads[i].0.0;
@@ -287,17 +280,15 @@ impl OcrModels {
         y.flatten_all().and_then(|t| t.to_vec1()).map_err(internal)
     }
 
+    /// Recognises line crops, `batch` at a time (see [`rec::recognize`]).
+    fn recognize(&self, crops: &[RgbImage], batch: usize) -> Result<Vec<rec::RecResult>> {
+        rec::recognize(&self.rec, self.rec_logits, &self.alphabet, crops, batch).map_err(internal)
+    }
+
     /// Reads an image that holds one line of text (no detection).
     pub fn read_line(&self, image: &RgbImage) -> Result<Vec<RawLine>> {
         let quad = Quad::from_rect(0.0, 0.0, image.width() as f32, image.height() as f32);
-        let results = rec::recognize(
-            &self.rec,
-            self.rec_logits,
-            &self.alphabet,
-            std::slice::from_ref(image),
-            1,
-        )
-        .map_err(internal)?;
+        let results = self.recognize(std::slice::from_ref(image), 1)?;
         Ok(results
             .first()
             .and_then(|res| line_from_result(&quad, res))
@@ -341,14 +332,7 @@ impl OcrModels {
                 .collect()
         };
         clock.lap("crop");
-        let mut results = rec::recognize(
-            &self.rec,
-            self.rec_logits,
-            &self.alphabet,
-            &crops,
-            self.rec_batch,
-        )
-        .map_err(internal)?;
+        let mut results = self.recognize(&crops, self.rec_batch)?;
         clock.lap("recognise");
         self.fix_upside_down(&mut crops, &mut quads, &mut results)?;
         clock.lap("line orientation");
