@@ -93,24 +93,15 @@ pub struct OcrModels {
 impl OcrModels {
     /// Loads the models of `size` from `dir`.
     pub fn load(dir: &Path, size: ModelSize) -> Result<OcrModels> {
-        let read = |file: &str| -> Result<Graph> {
-            let path = dir.join(file);
-            let bytes = std::fs::read(&path)
-                .map_err(|e| Error::Internal(format!("model file {}: {e}", path.display())))?;
-            Graph::from_onnx(&bytes)
-                .map_err(|e| Error::Internal(format!("model file {}: {e}", path.display())))
-        };
+        let read = |file: &str| model_file(&dir.join(file), Graph::from_onnx);
         let name = size.name();
         let det = read(&format!("PP-OCRv6_det_{name}.onnx"))?;
         // The recogniser without its softmax: decoding needs each step's best class and its
         // probability, not a second copy of a steps × 18k-classes tensor per batch.
-        let path = dir.join(format!("PP-OCRv6_rec_{name}.onnx"));
-        let failed = |e: &dyn std::fmt::Display| {
-            Error::Internal(format!("model file {}: {e}", path.display()))
-        };
-        let bytes = std::fs::read(&path).map_err(|e| failed(&e))?;
-        let (rec, rec_logits) =
-            Graph::from_onnx_without_final_softmax(&bytes).map_err(|e| failed(&e))?;
+        let (rec, rec_logits) = model_file(
+            &dir.join(format!("PP-OCRv6_rec_{name}.onnx")),
+            Graph::from_onnx_without_final_softmax,
+        )?;
         let mut alphabet: Vec<String> = match rec.metadata.get("character") {
             Some(chars) => chars.lines().map(str::to_string).collect(),
             None => {
@@ -340,11 +331,11 @@ impl OcrModels {
         for ((quad, score), res) in quads.into_iter().zip(results) {
             if res.chars.is_empty() || res.confidence() < MIN_LINE_CONFIDENCE {
                 if trace::enabled() {
-                    let text: String = res.chars.iter().map(|c| c.ch.as_str()).collect();
                     eprintln!(
-                        "[trace] line dropped at {:?} (confidence {:.2}): {text}",
+                        "[trace] line dropped at {:?} (confidence {:.2}): {}",
                         quad.bounds().map(f32::round),
-                        res.confidence()
+                        res.confidence(),
+                        res.text()
                     );
                 }
                 continue;
@@ -359,6 +350,17 @@ impl OcrModels {
         }
         Ok(lines)
     }
+}
+
+/// Reads a model file and compiles it with `compile`; either failing names the file.
+fn model_file<T>(
+    path: &Path,
+    compile: impl FnOnce(&[u8]) -> std::result::Result<T, crate::nn::GraphError>,
+) -> Result<T> {
+    let failed =
+        |e: &dyn std::fmt::Display| Error::Internal(format!("model file {}: {e}", path.display()));
+    let bytes = std::fs::read(path).map_err(|e| failed(&e))?;
+    compile(&bytes).map_err(|e| failed(&e))
 }
 
 /// Builds a [`Line`] with words from one decoded crop: each word's box is

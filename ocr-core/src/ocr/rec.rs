@@ -59,6 +59,7 @@ impl RecResult {
 /// single batch split across threads synchronises at every operator (on two
 /// cores the network runs at about 90% parallel efficiency). An idle thread
 /// still helps with another batch's operators.
+///
 /// With `logits`, the model's output is the values before its softmax (see
 /// [`Graph::from_onnx_without_final_softmax`]).
 pub fn recognize(
