@@ -340,31 +340,44 @@ pub fn warp_quad(image: &RgbImage, quad: &Quad, w: u32, h: u32) -> RgbImage {
         [0.0, h as f32],
     ];
     let m = homography(dst, src);
-    let (iw, ih) = (image.width() as i64, image.height() as i64);
+    let (iw, ih) = (image.width() as usize, image.height() as usize);
     let raw = image.as_raw();
-    let px = |x: i64, y: i64, c: usize| -> f32 {
-        let x = x.clamp(0, iw - 1) as usize;
-        let y = y.clamp(0, ih - 1) as usize;
-        f32::from(raw[(y * iw as usize + x) * 3 + c])
-    };
-    RgbImage::from_fn(w, h, |x, y| {
+    let mut out = vec![0u8; w as usize * h as usize * 3];
+    if iw == 0 || ih == 0 {
+        return RgbImage::from_raw(w, h, out).expect("buffer sized for the image");
+    }
+    let stride = iw * 3;
+    for (y, row) in out.chunks_exact_mut((w as usize * 3).max(1)).enumerate() {
         // Pixel centres map to pixel centres.
-        let (fx, fy) = (x as f64 + 0.5, y as f64 + 0.5);
-        let den = m[6] * fx + m[7] * fy + m[8];
-        let sx = (m[0] * fx + m[1] * fy + m[2]) / den - 0.5;
-        let sy = (m[3] * fx + m[4] * fy + m[5]) / den - 0.5;
-        let (x0, y0) = (sx.floor() as i64, sy.floor() as i64);
-        let (ax, ay) = ((sx - x0 as f64) as f32, (sy - y0 as f64) as f32);
-        let mut out = [0u8; 3];
-        for (c, o) in out.iter_mut().enumerate() {
-            let v = px(x0, y0, c) * (1.0 - ax) * (1.0 - ay)
-                + px(x0 + 1, y0, c) * ax * (1.0 - ay)
-                + px(x0, y0 + 1, c) * (1.0 - ax) * ay
-                + px(x0 + 1, y0 + 1, c) * ax * ay;
-            *o = v.round().clamp(0.0, 255.0) as u8;
+        let fy = y as f64 + 0.5;
+        for (x, px) in row.chunks_exact_mut(3).enumerate() {
+            let fx = x as f64 + 0.5;
+            let den = m[6] * fx + m[7] * fy + m[8];
+            let sx = (m[0] * fx + m[1] * fy + m[2]) / den - 0.5;
+            let sy = (m[3] * fx + m[4] * fy + m[5]) / den - 0.5;
+            let (x0, y0) = (sx.floor() as i64, sy.floor() as i64);
+            let (ax, ay) = ((sx - x0 as f64) as f32, (sy - y0 as f64) as f32);
+            // The four neighbours' offsets, edges replicated.
+            let col = |x: i64| x.clamp(0, iw as i64 - 1) as usize * 3;
+            let line = |y: i64| y.clamp(0, ih as i64 - 1) as usize * stride;
+            let (c0, c1) = (col(x0), col(x0 + 1));
+            let (l0, l1) = (line(y0), line(y0 + 1));
+            let (p00, p01, p10, p11) = (
+                &raw[l0 + c0..][..3],
+                &raw[l0 + c1..][..3],
+                &raw[l1 + c0..][..3],
+                &raw[l1 + c1..][..3],
+            );
+            for c in 0..3 {
+                let v = f32::from(p00[c]) * (1.0 - ax) * (1.0 - ay)
+                    + f32::from(p01[c]) * ax * (1.0 - ay)
+                    + f32::from(p10[c]) * (1.0 - ax) * ay
+                    + f32::from(p11[c]) * ax * ay;
+                px[c] = v.round().clamp(0.0, 255.0) as u8;
+            }
         }
-        image::Rgb(out)
-    })
+    }
+    RgbImage::from_raw(w, h, out).expect("buffer sized for the image")
 }
 
 /// The 3×3 homography (row-major) taking `from[i]` to `to[i]`.
@@ -571,6 +584,64 @@ mod tests {
         ];
         let r = regions(&m, 4, 3);
         assert_eq!(r.len(), 2);
+    }
+
+    /// The straightforward per-pixel warp the faster one must match bit for bit.
+    fn warp_quad_reference(image: &RgbImage, quad: &Quad, w: u32, h: u32) -> RgbImage {
+        let src = quad.0;
+        let dst = [
+            [0.0, 0.0],
+            [w as f32, 0.0],
+            [w as f32, h as f32],
+            [0.0, h as f32],
+        ];
+        let m = homography(dst, src);
+        let (iw, ih) = (image.width() as i64, image.height() as i64);
+        let raw = image.as_raw();
+        let px = |x: i64, y: i64, c: usize| -> f32 {
+            let x = x.clamp(0, iw - 1) as usize;
+            let y = y.clamp(0, ih - 1) as usize;
+            f32::from(raw[(y * iw as usize + x) * 3 + c])
+        };
+        RgbImage::from_fn(w, h, |x, y| {
+            // Pixel centres map to pixel centres.
+            let (fx, fy) = (x as f64 + 0.5, y as f64 + 0.5);
+            let den = m[6] * fx + m[7] * fy + m[8];
+            let sx = (m[0] * fx + m[1] * fy + m[2]) / den - 0.5;
+            let sy = (m[3] * fx + m[4] * fy + m[5]) / den - 0.5;
+            let (x0, y0) = (sx.floor() as i64, sy.floor() as i64);
+            let (ax, ay) = ((sx - x0 as f64) as f32, (sy - y0 as f64) as f32);
+            let mut out = [0u8; 3];
+            for (c, o) in out.iter_mut().enumerate() {
+                let v = px(x0, y0, c) * (1.0 - ax) * (1.0 - ay)
+                    + px(x0 + 1, y0, c) * ax * (1.0 - ay)
+                    + px(x0, y0 + 1, c) * (1.0 - ax) * ay
+                    + px(x0 + 1, y0 + 1, c) * ax * ay;
+                *o = v.round().clamp(0.0, 255.0) as u8;
+            }
+            image::Rgb(out)
+        })
+    }
+
+    #[test]
+    fn warp_matches_the_straightforward_warp() {
+        let img = RgbImage::from_fn(61, 37, |x, y| {
+            image::Rgb([(x * 7 + y * 3) as u8, (x * y) as u8, (255 - x * 4) as u8])
+        });
+        let quads = [
+            Quad::from_rect(5.0, 2.0, 15.0, 8.0),
+            Quad::from_rect(-3.5, -2.25, 70.0, 40.0),
+            Quad([[3.2, 5.1], [50.7, 2.3], [55.9, 30.4], [1.1, 33.8]]),
+            Quad([[40.0, 2.0], [58.0, 20.0], [20.0, 36.0], [2.0, 18.0]]),
+            Quad([[60.5, 36.5], [-1.0, 36.0], [0.0, -1.0], [61.0, 0.0]]),
+        ];
+        for quad in &quads {
+            for (w, h) in [(1, 1), (17, 9), (48, 48), (120, 31)] {
+                let fast = warp_quad(&img, quad, w, h);
+                let slow = warp_quad_reference(&img, quad, w, h);
+                assert_eq!(fast.as_raw(), slow.as_raw(), "{quad:?} {w}x{h}");
+            }
+        }
     }
 
     #[test]
