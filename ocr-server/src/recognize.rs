@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -68,6 +69,10 @@ pub struct Args {
     /// say so when there is none.
     #[arg(long, value_parser = ["extract-tables"])]
     tool: Option<String>,
+    /// Print to standard error how long loading the models took and how long reading and
+    /// recognising the file took (the engine's own time, as a warm server would spend it).
+    #[arg(long)]
+    timings: bool,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -113,7 +118,9 @@ fn recognize(args: &Args) -> anyhow::Result<usize> {
         .into());
     }
     let size: ModelSize = args.model.parse().map_err(BadArgument)?;
+    let started = Instant::now();
     let engine = Engine::load_default(size).context("loading the recognition models")?;
+    let loaded = Instant::now();
     let bytes = read_input(&args.file)?;
     // A searchable PDF of a PDF copies the pages read from their text layer from the source.
     let source_pdf = (format == Format::Pdf && bytes.starts_with(b"%PDF")).then(|| bytes.clone());
@@ -166,6 +173,14 @@ fn recognize(args: &Args) -> anyhow::Result<usize> {
         engine.recognize(&file, &options, |done, _| bar.set_position(done as u64))?
     };
     bar.finish_and_clear();
+    if args.timings {
+        eprintln!(
+            "timings: models loaded in {:.3} s; {} pages read and recognised in {:.3} s",
+            (loaded - started).as_secs_f64(),
+            document.pages.len(),
+            loaded.elapsed().as_secs_f64()
+        );
+    }
     if let Some(e) = image_error {
         return Err(e).context("compressing a page image");
     }

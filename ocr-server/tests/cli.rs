@@ -155,6 +155,32 @@ fn turned_pages_are_read_upright_and_report_their_rotation() {
 }
 
 #[test]
+fn timings_split_loading_from_recognising() {
+    let png = fixture("images/line.png");
+    let o = ocr(&[
+        "recognize",
+        png.to_str().unwrap(),
+        "--single-line",
+        "--timings",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "The quick brown fox jumps over the lazy dog.\n");
+    let err = stderr(&o);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("timings: "))
+        .unwrap_or_else(|| panic!("no timings in {err:?}"));
+    // "timings: models loaded in 0.081 s; 1 pages read and recognised in 0.052 s"
+    let seconds: Vec<f64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(seconds.len(), 3, "{line}");
+    assert_eq!(seconds[1], 1.0, "{line}");
+    assert!(seconds[0] > 0.0 && seconds[2] > 0.0, "{line}");
+}
+
+#[test]
 fn single_lines_and_languages() {
     let png = fixture("images/line.png");
     check(
