@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use super::packed::{PackedA, pack_b};
+use super::packed::{Epilogue, PackedA, pack_b};
 
 use super::simd::{gelu, hard_swish, multiversion, sigmoid};
 
@@ -157,6 +157,26 @@ impl Conv2d {
     ) {
         let res = residual.map(|res| &res[row * cols + c0..][..values.len()]);
         self.finish(values, self.bias[channel], res);
+    }
+
+    /// The epilogue that applies [`Conv2d::finish`] as the product stores the
+    /// tile at output row `row` (output channel `channel`, `rows` of them)
+    /// and column `c0` of an output of `cols` columns; `None` when the
+    /// activation is not fusable (the tile is then finished afterwards).
+    fn epilogue<'a>(
+        &'a self,
+        (row, channel, rows): (usize, usize, usize),
+        (cols, c0): (usize, usize),
+        residual: Option<&[f32]>,
+    ) -> Option<Epilogue<'a>> {
+        Epilogue::fusable(self.activation).then(|| Epilogue {
+            bias: &self.bias[channel..][..rows],
+            activation: self.activation,
+            residual: residual.map(|r| {
+                assert!(r.len() >= (row + rows) * cols, "residual too short");
+                (r[row * cols + c0..].as_ptr(), self.residual)
+            }),
+        })
     }
 
     /// The tasks a convolution's output is cut into: (image, group, first
@@ -306,16 +326,21 @@ impl Conv2d {
                 pack_b(&src[c0..], h * w, depth, tn, strips);
                 let co0 = g * cout_g + r0;
                 let first_row = img * self.out_channels + co0;
+                let epilogue = self.epilogue((first_row, co0, rows), (cols, c0), residual);
                 // SAFETY: every task owns a distinct (image, row block, column
                 // tile) rectangle of the output, and the product writes all
-                // of it.
+                // of it; the residual is laid out like the output.
                 #[allow(unsafe_code)]
                 unsafe {
                     tiles.fill(
                         (first_row, rows),
                         (c0, tn),
-                        |dst, ld| packed[g].product_raw((r0, rows), strips, tn, dst, ld),
-                        |r, v| self.finish_at(v, (first_row + r, co0 + r), (cols, c0), residual),
+                        |dst, ld| packed[g].product_raw((r0, rows), strips, tn, dst, ld, epilogue),
+                        |r, v| {
+                            if epilogue.is_none() {
+                                self.finish_at(v, (first_row + r, co0 + r), (cols, c0), residual)
+                            }
+                        },
                     );
                 }
             });
@@ -412,6 +437,7 @@ impl Conv2d {
                 for oy in oy0..(oy0 + rows_per_task).min(oh) {
                     let c0 = oy * ow;
                     let start = group_start + oy * sh * pw;
+                    let epilogue = self.epilogue((first_row, co0, rows), (cols, c0), residual);
                     // SAFETY: every task owns a distinct (image, row block,
                     // output rows) rectangle of the output, and the product
                     // writes all of it.
@@ -428,10 +454,18 @@ impl Conv2d {
                                     ow,
                                     dst,
                                     ld,
+                                    epilogue,
                                 )
                             },
                             |r, v| {
-                                self.finish_at(v, (first_row + r, co0 + r), (cols, c0), residual)
+                                if epilogue.is_none() {
+                                    self.finish_at(
+                                        v,
+                                        (first_row + r, co0 + r),
+                                        (cols, c0),
+                                        residual,
+                                    )
+                                }
                             },
                         );
                     }

@@ -18,6 +18,8 @@
 //! | AVX2    | 6    | 16   | 12 of 16 ymm registers |
 //! | other   | 4    | 16   | (compiler-vectorised) |
 
+use super::kernels::{Activation, Residual};
+
 /// Rows and columns of the micro-kernel at this CPU's vector level.
 pub fn block_sizes() -> (usize, usize) {
     #[cfg(target_arch = "x86_64")]
@@ -29,6 +31,81 @@ pub fn block_sizes() -> (usize, usize) {
         }
     }
     (4, 16)
+}
+
+/// What a product does to each value as it stores it: `act(v + bias)` with
+/// the row's bias, and a residual (a matrix laid out like the output, with
+/// the same row stride) added before or after the activation: a
+/// convolution's bias, batch norm, activation and skip connection, applied
+/// while the block is still in registers.
+#[derive(Debug, Clone, Copy)]
+pub struct Epilogue<'a> {
+    /// One value per row of the product, from its first row.
+    pub bias: &'a [f32],
+    /// Relu, hard-swish, hard-sigmoid or none: see [`Epilogue::fusable`].
+    pub activation: Activation,
+    /// The residual's value for the product's first output value, and where
+    /// it is added.
+    pub residual: Option<(*const f32, Residual)>,
+}
+
+impl Epilogue<'_> {
+    /// Whether the kernels apply `activation` as they store: those made of
+    /// a few vector instructions. The others (GELU, sigmoid) are applied in
+    /// a pass of their own.
+    pub fn fusable(activation: Activation) -> bool {
+        matches!(
+            activation,
+            Activation::None
+                | Activation::Relu
+                | Activation::HardSwish
+                | Activation::HardSigmoid { .. }
+        )
+    }
+
+    /// The epilogue of the rows from `r` on and columns from `c` on of an
+    /// output with row stride `ld`.
+    fn offset(self, r: usize, c: usize, ld: usize) -> Self {
+        Self {
+            bias: &self.bias[r..],
+            residual: self
+                .residual
+                .map(|(ptr, at)| (ptr.wrapping_add(r * ld + c), at)),
+            ..self
+        }
+    }
+
+    /// Applies the epilogue to `rows` rows of `cols` values of `c`, `ldc`
+    /// apart, already written.
+    ///
+    /// # Safety
+    ///
+    /// `c` must be valid for reads and writes of the block, and the
+    /// residual, if any, for reads of a block laid out the same way.
+    #[allow(unsafe_code)]
+    unsafe fn apply(self, c: *mut f32, ldc: usize, rows: usize, cols: usize) {
+        for r in 0..rows {
+            // SAFETY: the caller vouches for the block and the residual.
+            let (values, residual) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(c.add(r * ldc), cols),
+                    self.residual
+                        .map(|(ptr, at)| (std::slice::from_raw_parts(ptr.add(r * ldc), cols), at)),
+                )
+            };
+            match residual {
+                None => self.activation.apply_with_bias(values, self.bias[r]),
+                Some((res, Residual::BeforeActivation)) => {
+                    super::ops::add_in_place(values, res);
+                    self.activation.apply_with_bias(values, self.bias[r]);
+                }
+                Some((res, Residual::AfterActivation)) => {
+                    self.activation.apply_with_bias(values, self.bias[r]);
+                    super::ops::add_in_place(values, res);
+                }
+            }
+        }
+    }
 }
 
 /// A `rows × depth` row-major matrix rearranged into panels of `mr` rows,
@@ -88,13 +165,46 @@ pub fn pack_b(b: &[f32], ldb: usize, depth: usize, cols: usize, out: &mut Vec<f3
         depth == 0 || cols == 0 || b.len() >= (depth - 1) * ldb + cols,
         "packing: matrix too short"
     );
-    for (s, strip) in out.chunks_exact_mut((depth * nr).max(1)).enumerate() {
-        let c0 = s * nr;
-        let width = nr.min(cols - c0);
-        for (k, dst) in strip.chunks_exact_mut(nr).enumerate() {
-            let (values, pad) = dst.split_at_mut(width);
-            values.copy_from_slice(&b[k * ldb + c0..][..width]);
-            pad.fill(0.0);
+    if nr == 32 {
+        pack_rows_32(b, ldb, depth, cols, out);
+    } else {
+        pack_rows_16(b, ldb, depth, cols, out);
+    }
+}
+
+super::simd::multiversion! {
+    /// [`pack_b`]'s copy with `N` (the strip width) fixed, so that each
+    /// row of a strip is a few vector moves rather than a `memcpy` call:
+    /// the calls cost more than the copying for the short rows.
+    fn pack_rows_32(b: &[f32], ldb: usize, depth: usize, cols: usize, out: &mut [f32]) {
+        pack_rows_n::<32>(b, ldb, depth, cols, out)
+    }
+}
+
+super::simd::multiversion! {
+    /// [`pack_rows_32`] for 16-column strips.
+    fn pack_rows_16(b: &[f32], ldb: usize, depth: usize, cols: usize, out: &mut [f32]) {
+        pack_rows_n::<16>(b, ldb, depth, cols, out)
+    }
+}
+
+#[inline(always)]
+fn pack_rows_n<const N: usize>(b: &[f32], ldb: usize, depth: usize, cols: usize, out: &mut [f32]) {
+    let (full, rest) = (cols / N, cols % N);
+    let strip_len = depth * N;
+    for k in 0..depth {
+        let row = &b[k * ldb..][..cols];
+        let (whole, tail) = row.split_at(full * N);
+        for (s, src) in whole.chunks_exact(N).enumerate() {
+            let dst: &mut [f32; N] = (&mut out[s * strip_len + k * N..][..N])
+                .try_into()
+                .expect("N values");
+            *dst = src.try_into().expect("N values");
+        }
+        if rest > 0 {
+            let dst = &mut out[full * strip_len + k * N..][..N];
+            dst[..rest].copy_from_slice(tail);
+            dst[rest..].fill(0.0);
         }
     }
 }
@@ -120,16 +230,18 @@ impl PackedA {
         // a distinct `&mut`, so nothing else touches them.
         #[allow(unsafe_code)]
         unsafe {
-            self.product_raw((r0, rows), b, cols, c.as_mut_ptr(), ldc);
+            self.product_raw((r0, rows), b, cols, c.as_mut_ptr(), ldc, None);
         }
     }
 
-    /// [`PackedA::product`] to a raw output.
+    /// [`PackedA::product`] to a raw output, each value stored through the
+    /// epilogue when there is one.
     ///
     /// # Safety
     ///
     /// `c` must be valid for writes of `rows` rows of `cols` values, `ldc`
-    /// apart, that nothing else reads or writes meanwhile.
+    /// apart, that nothing else reads or writes meanwhile; the epilogue's
+    /// residual, if any, valid for reads of the same block.
     #[allow(unsafe_code)]
     pub unsafe fn product_raw(
         &self,
@@ -138,6 +250,7 @@ impl PackedA {
         cols: usize,
         c: *mut f32,
         ldc: usize,
+        epilogue: Option<Epilogue>,
     ) {
         let (k, nr) = (self.depth, block_sizes().1);
         assert!(
@@ -147,7 +260,7 @@ impl PackedA {
         // SAFETY: strip `c0 / nr` holds `k` rows of `nr` values (the
         // assertion above); the caller vouches for `c`.
         unsafe {
-            self.each_block((r0, rows), cols, c, ldc, |c0| Strip {
+            self.each_block((r0, rows), cols, (c, ldc), epilogue, |c0| Strip {
                 ptr: b[c0 / nr * k * nr..].as_ptr(),
                 nr,
             })
@@ -163,9 +276,8 @@ impl PackedA {
     ///
     /// # Safety
     ///
-    /// `c` must be valid for writes of `rows` rows of `cols` values, `ldc`
-    /// apart, that nothing else reads or writes meanwhile.
-    #[allow(unsafe_code)]
+    /// As [`PackedA::product_raw`].
+    #[allow(unsafe_code, clippy::too_many_arguments)]
     pub unsafe fn product_taps(
         &self,
         (r0, rows): (usize, usize),
@@ -174,6 +286,7 @@ impl PackedA {
         cols: usize,
         c: *mut f32,
         ldc: usize,
+        epilogue: Option<Epilogue>,
     ) {
         let (k, nr) = (self.depth, block_sizes().1);
         assert!(taps.len() == k, "product: one tap per row of b");
@@ -186,7 +299,7 @@ impl PackedA {
         // input holds a whole vector past it (the assertion above); the
         // caller vouches for `c`.
         unsafe {
-            self.each_block((r0, rows), cols, c, ldc, |c0| Taps {
+            self.each_block((r0, rows), cols, (c, ldc), epilogue, |c0| Taps {
                 base: input.as_ptr().wrapping_add(start + c0),
                 taps,
             })
@@ -201,14 +314,15 @@ impl PackedA {
     ///
     /// Every source must be readable for `k` rows of `nr` values, and `c`
     /// valid for writes of `rows` rows of `cols` values `ldc` apart that
-    /// nothing else touches meanwhile.
+    /// nothing else touches meanwhile (and the epilogue's residual for
+    /// reads of them).
     #[allow(unsafe_code)]
     unsafe fn each_block<R: Rows>(
         &self,
         (r0, rows): (usize, usize),
         cols: usize,
-        c: *mut f32,
-        ldc: usize,
+        (c, ldc): (*mut f32, usize),
+        epilogue: Option<Epilogue>,
         source: impl Fn(usize) -> R,
     ) {
         let (mr, nr) = (self.mr, block_sizes().1);
@@ -216,6 +330,10 @@ impl PackedA {
         assert!(
             r0.is_multiple_of(mr) && r0 + rows <= self.rows,
             "product: rows outside the matrix"
+        );
+        assert!(
+            epilogue.is_none_or(|e| e.bias.len() >= rows && Epilogue::fusable(e.activation)),
+            "product: an epilogue with a bias per row and an activation the kernels apply"
         );
         let k = self.depth;
         for pr in (0..rows).step_by(mr) {
@@ -231,10 +349,9 @@ impl PackedA {
                         k,
                         panel,
                         source(c0),
-                        c.add(pr * ldc + c0),
-                        ldc,
-                        prows,
-                        width,
+                        (c.add(pr * ldc + c0), ldc),
+                        (prows, width),
+                        epilogue.map(|e| e.offset(pr, c0, ldc)),
                     )
                 };
             }
@@ -281,26 +398,33 @@ impl Rows for Taps<'_> {
 /// # Safety
 ///
 /// Every row `p < k` of `b` must be readable for `nr` values and `c` valid
-/// for writes of the block.
+/// for writes of the block (and the epilogue's residual for reads).
 #[allow(unsafe_code)]
 unsafe fn kernel(
     k: usize,
     panel: &[f32],
     b: impl Rows,
-    c: *mut f32,
-    ldc: usize,
-    rows: usize,
-    cols: usize,
+    (c, ldc): (*mut f32, usize),
+    (rows, cols): (usize, usize),
+    epilogue: Option<Epilogue>,
 ) {
     let (mr, nr) = block_sizes();
     assert!(panel.len() >= k * mr && rows <= mr && cols <= nr);
     #[cfg(target_arch = "x86_64")]
     match super::simd::level() {
         // SAFETY: the CPU supports AVX-512F; the assertion above bounds the
-        // panel, the caller `b` and `c`.
-        2 => return unsafe { x86::avx512(k, panel.as_ptr(), b, c, ldc, rows, cols) },
-        // SAFETY: as above, for AVX2 and FMA.
-        1 => return unsafe { x86::avx2(k, panel.as_ptr(), b, c, ldc, rows, cols) },
+        // panel, the caller `b`, `c` and the residual.
+        2 => return unsafe { x86::avx512(k, panel.as_ptr(), b, (c, ldc), (rows, cols), epilogue) },
+        1 => {
+            // SAFETY: as above, for AVX2 and FMA.
+            unsafe { x86::avx2(k, panel.as_ptr(), b, c, ldc, rows, cols) };
+            if let Some(e) = epilogue {
+                // SAFETY: the block was just written; the caller vouches for
+                // the residual.
+                unsafe { e.apply(c, ldc, rows, cols) };
+            }
+            return;
+        }
         _ => {}
     }
     let acc = generic(k, panel, |p| {
@@ -310,6 +434,11 @@ unsafe fn kernel(
     for (r, acc_row) in acc.iter().enumerate().take(rows) {
         // SAFETY: the caller vouches for `rows` rows of `cols` values.
         unsafe { std::ptr::copy_nonoverlapping(acc_row.as_ptr(), c.add(r * ldc), cols) };
+    }
+    if let Some(e) = epilogue {
+        // SAFETY: the block was just written; the caller vouches for the
+        // residual.
+        unsafe { e.apply(c, ldc, rows, cols) };
     }
 }
 
@@ -332,24 +461,26 @@ fn generic<'a>(k: usize, panel: &[f32], row: impl Fn(usize) -> &'a [f32; 16]) ->
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::Rows;
+    use super::{Activation, Epilogue, Residual, Rows};
 
-    /// 8 × 32 with AVX-512: two zmm accumulators per row.
+    /// 8 × 32 with AVX-512: two zmm accumulators per row, stored through
+    /// the epilogue.
     ///
     /// # Safety
     ///
     /// The CPU supports AVX-512F; `panel` holds `k × 8` values, each row
     /// `p < k` of `b` 32, `rows ≤ 8`, `cols ≤ 32`, and `c` is valid for
-    /// writes of `rows` rows of `cols` values `ldc` apart.
+    /// writes of `rows` rows of `cols` values `ldc` apart (the epilogue's
+    /// residual for reads of them, its bias holds `rows` values, and its
+    /// activation is fusable).
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub unsafe fn avx512(
         k: usize,
         panel: *const f32,
         b: impl Rows,
-        c: *mut f32,
-        ldc: usize,
-        rows: usize,
-        cols: usize,
+        (c, ldc): (*mut f32, usize),
+        (rows, cols): (usize, usize),
+        epilogue: Option<Epilogue>,
     ) {
         const MR: usize = 8;
         const AHEAD: usize = 32;
@@ -376,15 +507,61 @@ mod x86 {
         let mask = |n: usize| -> __mmask16 { if n >= 16 { 0xFFFF } else { (1u16 << n) - 1 } };
         let (mask_lo, mask_hi) = (mask(cols), mask(cols.saturating_sub(16)));
         for r in 0..rows.min(MR) {
-            // SAFETY: row `r < rows` of `c` holds `cols` values; the masks
-            // write only those.
+            // SAFETY: row `r < rows` of `c` (and of the residual) holds
+            // `cols` values; the masks read and write only those.
             unsafe {
+                let (mut v0, mut v1) = (lo[r], hi[r]);
+                if let Some(e) = epilogue {
+                    let residual = e.residual.map(|(ptr, at)| {
+                        let row = ptr.add(r * ldc);
+                        let r0 = _mm512_maskz_loadu_ps(mask_lo, row);
+                        let r1 = _mm512_maskz_loadu_ps(mask_hi, row.add(16));
+                        (r0, r1, at)
+                    });
+                    if let Some((r0, r1, Residual::BeforeActivation)) = residual {
+                        (v0, v1) = (_mm512_add_ps(v0, r0), _mm512_add_ps(v1, r1));
+                    }
+                    let bias = _mm512_set1_ps(*e.bias.get_unchecked(r));
+                    v0 = activate(_mm512_add_ps(v0, bias), e.activation);
+                    v1 = activate(_mm512_add_ps(v1, bias), e.activation);
+                    if let Some((r0, r1, Residual::AfterActivation)) = residual {
+                        (v0, v1) = (_mm512_add_ps(v0, r0), _mm512_add_ps(v1, r1));
+                    }
+                }
                 let row = c.add(r * ldc);
-                _mm512_mask_storeu_ps(row, mask_lo, lo[r]);
+                _mm512_mask_storeu_ps(row, mask_lo, v0);
                 if mask_hi != 0 {
-                    _mm512_mask_storeu_ps(row.add(16), mask_hi, hi[r]);
+                    _mm512_mask_storeu_ps(row.add(16), mask_hi, v1);
                 }
             }
+        }
+    }
+
+    /// A fusable activation on 16 values, operation for operation as
+    /// [`Activation::apply_with_bias`] computes it, so that both give the
+    /// same bits.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    fn activate(x: __m512, activation: Activation) -> __m512 {
+        let zero = _mm512_setzero_ps();
+        match activation {
+            Activation::Relu => _mm512_max_ps(x, zero),
+            Activation::HardSwish => {
+                let gate = _mm512_min_ps(
+                    _mm512_max_ps(_mm512_add_ps(x, _mm512_set1_ps(3.0)), zero),
+                    _mm512_set1_ps(6.0),
+                );
+                _mm512_mul_ps(_mm512_mul_ps(x, gate), _mm512_set1_ps(1.0 / 6.0))
+            }
+            Activation::HardSigmoid { alpha, beta } => {
+                let y = _mm512_add_ps(
+                    _mm512_mul_ps(_mm512_set1_ps(alpha), x),
+                    _mm512_set1_ps(beta),
+                );
+                _mm512_min_ps(_mm512_max_ps(y, zero), _mm512_set1_ps(1.0))
+            }
+            // Not fusable (checked by the caller): left as it is.
+            Activation::None | Activation::Gelu | Activation::Sigmoid => x,
         }
     }
 

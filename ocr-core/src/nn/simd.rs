@@ -7,13 +7,13 @@
 //! x86-64 machine; the matrix products (the `gemm` crate) dispatch at run time
 //! in the same way.
 
-/// Defines a public function whose body is compiled three times on x86-64
+/// Defines a function whose body is compiled three times on x86-64
 /// (AVX-512, AVX2 + FMA, baseline) with the best version the CPU supports
 /// chosen at run time. Elsewhere the body is compiled once.
 macro_rules! multiversion {
-    ($(#[$meta:meta])* pub fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$meta])*
-        pub fn $name($($arg: $ty),*) {
+        $vis fn $name($($arg: $ty),*) {
             #[inline(always)]
             fn generic($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
