@@ -819,7 +819,7 @@ impl Linear {
     fn forward(&self, x: &[f32], softmax: bool) -> Vec<f32> {
         use rayon::prelude::*;
         let rows = x.len() / self.k.max(1);
-        let mut out = vec![0f32; rows * self.n];
+        let mut out = super::memory::zeroed(rows * self.n);
         let block = rows.div_ceil(4 * rayon::current_num_threads()).max(1);
         out.par_chunks_mut(block * self.n)
             .zip(x.par_chunks(block * self.k))

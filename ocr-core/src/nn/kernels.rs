@@ -235,7 +235,7 @@ impl Conv2d {
             };
             return Some((out, oh, ow));
         }
-        let mut out = vec![0f32; len];
+        let mut out = super::memory::zeroed(len);
         let in_image = self.in_channels * h * w;
         out.par_chunks_mut(oh * ow)
             .enumerate()
@@ -657,8 +657,8 @@ impl ConvTranspose2d {
         let (kh, kw) = self.kernel;
         let (oh, ow) = (h * kh, w * kw);
         let rows = self.out_channels * kh * kw;
-        let mut cols = vec![0f32; rows * h * w];
-        let mut out = vec![0f32; n * self.out_channels * oh * ow];
+        let mut cols = super::memory::zeroed(rows * h * w);
+        let mut out = super::memory::zeroed(n * self.out_channels * oh * ow);
         for img in 0..n {
             let src = &input[img * self.in_channels * h * w..][..self.in_channels * h * w];
             sgemm(

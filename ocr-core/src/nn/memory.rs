@@ -36,3 +36,54 @@ pub fn retain_freed_memory() {
         libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD as libc::c_int);
     }
 }
+
+/// Values set per task (a megabyte) when a vector is filled in parallel; shorter vectors are
+/// filled by the calling thread.
+const PARALLEL_FILL: usize = 1 << 18;
+
+/// A vector of `len` zeros, written by all threads for large lengths.
+///
+/// `vec![0.0; len]` zeroes a large block on the calling thread alone (glibc's `calloc`
+/// cannot assume that reused heap memory is zero), and that thread also takes every page
+/// fault of memory touched for the first time; the runtime's outputs are tens of
+/// megabytes, so on a page-sized input this serialised work held up the other threads.
+pub fn zeroed(len: usize) -> Vec<f32> {
+    filled(len, 0.0)
+}
+
+/// A vector of `len` copies of `value`, written by all threads for large lengths.
+pub fn filled(len: usize, value: f32) -> Vec<f32> {
+    use rayon::prelude::*;
+    if len < PARALLEL_FILL {
+        return vec![value; len];
+    }
+    let mut out = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(PARALLEL_FILL)
+        .for_each(|chunk| chunk.fill(std::mem::MaybeUninit::new(value)));
+    // SAFETY: the loop above initialised all `len` values.
+    #[allow(unsafe_code)]
+    unsafe {
+        out.set_len(len)
+    };
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn zeroed_and_filled_vectors_hold_their_value() {
+        for len in [
+            0,
+            1,
+            super::PARALLEL_FILL - 1,
+            3 * super::PARALLEL_FILL + 17,
+        ] {
+            let z = super::zeroed(len);
+            assert_eq!(z.len(), len);
+            assert!(z.iter().all(|&v| v == 0.0));
+            let f = super::filled(len, -1.5);
+            assert!(f.len() == len && f.iter().all(|&v| v == -1.5));
+        }
+    }
+}

@@ -76,7 +76,7 @@ pub fn binary(
     }
     let mut bd = vec![1usize; a_dims.len() - b_dims.len()];
     bd.extend_from_slice(b_dims);
-    let mut out = vec![0f32; a.len()];
+    let mut out = super::memory::zeroed(a.len());
     if b.len() == 1 {
         let b = b[0];
         out.par_chunks_mut(PARALLEL_MIN)
@@ -141,7 +141,7 @@ pub fn max_pool(
         return None;
     }
     let (oh, ow) = ((ph - kh) / sh + 1, (pw - kw) / sw + 1);
-    let mut out = vec![0f32; n * c * oh * ow];
+    let mut out = super::memory::zeroed(n * c * oh * ow);
     if (sh, sw) == (1, 1) {
         out.par_chunks_mut(oh * ow)
             .zip(x.par_chunks(h * w))
@@ -222,7 +222,7 @@ pub fn resize_nearest(
     let index =
         |o: usize, scale: f32, len: usize| ((o as f32 / scale).floor() as usize).min(len - 1);
     let xs: Vec<usize> = (0..ow).map(|o| index(o, scale_w, w)).collect();
-    let mut out = vec![0f32; n * c * oh * ow];
+    let mut out = super::memory::zeroed(n * c * oh * ow);
     out.par_chunks_mut(oh * ow)
         .zip(x.par_chunks(h * w))
         .for_each(|(dst, src)| {
@@ -253,7 +253,7 @@ pub fn concat(inputs: &[(&[f32], &[usize])], axis: usize) -> Option<(Vec<f32>, V
         }
         total += dims[axis];
     }
-    let mut out = vec![0f32; outer * total * inner];
+    let mut out = super::memory::zeroed(outer * total * inner);
     out.par_chunks_mut(total * inner)
         .enumerate()
         .for_each(|(o, dst)| {
