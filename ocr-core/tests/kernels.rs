@@ -275,6 +275,19 @@ fn direct_convolution_matches_reference() {
         pads: [1; 4],
         groups: 1,
     });
+    // Tall enough that the padded input is copied in two bands of output rows (the second a
+    // ragged one): 2 images × 16 channels × 2 column phases × 151 columns × 2 rows per output
+    // row is 19,328 values, so a 4 Mi-value band holds 217 of the 250 output rows.
+    check(Case {
+        n: 2,
+        c_in: 16,
+        c_out: 5,
+        hw: (500, 300),
+        kernel: (3, 3),
+        stride: (2, 2),
+        pads: [1; 4],
+        groups: 1,
+    });
 }
 
 #[test]

@@ -251,3 +251,41 @@ fn table_structure_matches_onnxruntime() {
     assert!(score > 0.5, "mean token probability {score}");
     eprintln!("table: {} tokens, boxes within {max_diff} px", tokens.len());
 }
+
+/// The detector's stem concatenates a convolution and a max pool, which then write straight
+/// into the concatenation's buffer for a single image, and the ordinary way for a batch: both
+/// ways give the same bits.
+#[test]
+fn concatenation_in_place_matches_the_ordinary_way() {
+    let det = model("PP-OCRv6_det_small.onnx");
+    let g = golden("det_small");
+    let (dims, input) = &g[0];
+    assert_eq!(dims[0], 1);
+    let one = Tensor::from_vec(input.clone(), dims.as_slice(), &Device::Cpu).unwrap();
+    let two = Tensor::cat(&[&one, &one], 0).unwrap();
+    let (single, steps) = det.run_profiled(one).unwrap();
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.kind == "Concat" && s.input.is_empty() && !s.output.is_empty()),
+        "no concatenation was written in place"
+    );
+    // The squeeze-excitation blocks' `x + x * scale` run as one step.
+    assert!(steps.iter().any(|s| s.kind == "MulAdd"));
+    let single: Vec<f32> = single.flatten_all().unwrap().to_vec1().unwrap();
+    let batch: Vec<f32> = det
+        .run(two)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!(batch.len(), 2 * single.len());
+    for half in batch.chunks_exact(single.len()) {
+        assert!(
+            half.iter()
+                .zip(&single)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
+    }
+}

@@ -90,6 +90,9 @@ enum Op {
     Concat {
         axis: i64,
     },
+    /// `x * y + z` (`z` the shape of the product): a `Mul` whose product only an `Add` uses,
+    /// computed into one buffer (the squeeze-excitation blocks' `x + x * scale`).
+    MulAdd,
     /// Batch norm in inference form: `x * scale + shift` per channel (axis 1).
     ChannelAffine {
         scale: Vec<f32>,
@@ -137,6 +140,37 @@ struct Step {
     output: usize,
     /// Slots whose last use is this step, freed after it runs.
     free: Vec<usize>,
+    /// Where the step writes its output straight into a later concatenation's.
+    into: Option<IntoConcat>,
+}
+
+/// A part of a channel concatenation (`Concat` on axis 1) written in place: the part is made by a
+/// convolution or max pool and used by the concatenation alone, so the step writes its channels
+/// straight into the whole's buffer instead of a tensor of its own that the concatenation would
+/// then copy. The parts and the whole are then never all alive at once: at the detector's
+/// full-resolution stem that was its peak of memory (two 68 MB parts and their 136 MB whole on a
+/// page-sized input). Batches of more than one image run the ordinary way.
+#[derive(Debug, Clone, Copy)]
+struct IntoConcat {
+    /// The step that concatenates.
+    concat: usize,
+    /// The part's first channel in the whole, and the whole's channels.
+    channel: usize,
+    channels: usize,
+    /// How many parts the whole has.
+    parts: usize,
+}
+
+/// A concatenation being written in place by its parts.
+enum Whole {
+    /// Its buffer (`[1, channels, h, w]`) and how many parts are written.
+    Filling {
+        data: Vec<f32>,
+        dims: [usize; 4],
+        written: usize,
+    },
+    /// The parts run the ordinary way (a batch of several images).
+    Ordinary,
 }
 
 /// One executed step, as [`Graph::run_profiled`] reports it.
@@ -240,8 +274,23 @@ impl Graph {
         // detector input is tens of megabytes).
         drop(input);
         slots[self.input] = Some(Value::F(x));
-        for step in &self.steps {
-            let value = {
+        let mut wholes: HashMap<usize, Whole> = HashMap::new();
+        let dims = |v: &Value| match v {
+            Value::F(t) => t.dims().to_vec(),
+            Value::I(_, d) => d.clone(),
+        };
+        for (index, step) in self.steps.iter().enumerate() {
+            let start = times.as_ref().map(|_| std::time::Instant::now());
+            // A part written into its concatenation's buffer leaves its own slot empty.
+            let part = match step.into {
+                Some(into) => write_part(step, into, &slots, &mut wholes)?,
+                None => None,
+            };
+            let (value, input) = if let Some(part_dims) = part {
+                (None, part_dims)
+            } else if let Some(whole) = take_whole(&mut wholes, index, step.inputs.len())? {
+                (Some(whole), Vec::new())
+            } else {
                 let args: Vec<&Value> = step
                     .inputs
                     .iter()
@@ -251,26 +300,21 @@ impl Graph {
                         })
                     })
                     .collect::<Result<_, _>>()?;
-                let start = times.as_ref().map(|_| std::time::Instant::now());
-                let value = execute(&step.op, &args)?;
-                if let (Some(times), Some(start)) = (times.as_deref_mut(), start) {
-                    let dims = |v: &Value| match v {
-                        Value::F(t) => t.dims().to_vec(),
-                        Value::I(_, d) => d.clone(),
-                    };
-                    times.push(StepTime {
-                        kind: step.op.kind(),
-                        input: args.first().map(|v| dims(v)).unwrap_or_default(),
-                        output: dims(&value),
-                        time: start.elapsed(),
-                    });
-                }
-                value
+                let input = args.first().map(|v| dims(v)).unwrap_or_default();
+                (Some(execute(&step.op, &args)?), input)
             };
+            if let (Some(times), Some(start)) = (times.as_deref_mut(), start) {
+                times.push(StepTime {
+                    kind: step.op.kind(),
+                    input,
+                    output: value.as_ref().map(dims).unwrap_or_default(),
+                    time: start.elapsed(),
+                });
+            }
             for &slot in &step.free {
                 slots[slot] = None;
             }
-            slots[step.output] = Some(value);
+            slots[step.output] = value;
         }
         self.outputs
             .iter()
@@ -304,6 +348,7 @@ impl Op {
             Op::ReduceMean { .. } => "ReduceMean",
             Op::ResizeNearest => "Resize",
             Op::Concat { .. } => "Concat",
+            Op::MulAdd => "MulAdd",
             Op::ChannelAffine { .. } => "BatchNorm",
             Op::MatMul => "MatMul",
             Op::Linear(_) => "Linear",
@@ -318,6 +363,118 @@ impl Op {
             Op::Clip { .. } => "Clip",
             Op::Narrow { .. } => "Split",
         }
+    }
+}
+
+/// Runs a part of an in-place concatenation ([`IntoConcat`]) into the whole's buffer, which the
+/// first part to run allocates. Returns the part's input dimensions, or `None` when the part is
+/// to run the ordinary way (a batch of several images; the whole then stays ordinary too).
+fn write_part(
+    step: &Step,
+    into: IntoConcat,
+    slots: &[Option<Value>],
+    wholes: &mut HashMap<usize, Whole>,
+) -> Result<Option<Vec<usize>>, GraphError> {
+    let operand = |i: usize| -> Result<&Tensor, GraphError> {
+        slots[step.inputs[i]]
+            .as_ref()
+            .ok_or_else(|| GraphError::Unsupported("a value is used before it is computed".into()))?
+            .tensor()
+    };
+    let x = operand(0)?;
+    let (n, c, h, w) = x.dims4()?;
+    let (channels, size) = match &step.op {
+        Op::Conv(conv) => (conv.out_channels, conv.output_size(h, w)),
+        Op::MaxPool {
+            kernel,
+            stride,
+            pads,
+        } => (c, ops::max_pool_size((h, w), *kernel, *stride, *pads)),
+        _ => return Ok(None),
+    };
+    // An input the kernel cannot take runs the ordinary way, which reports it.
+    let (Some((oh, ow)), 1) = (size, n) else {
+        wholes.insert(into.concat, Whole::Ordinary);
+        return Ok(None);
+    };
+    let whole = wholes.entry(into.concat).or_insert_with(|| Whole::Filling {
+        data: super::memory::zeroed(into.channels * oh * ow),
+        dims: [1, into.channels, oh, ow],
+        written: 0,
+    });
+    let Whole::Filling {
+        data,
+        dims,
+        written,
+    } = whole
+    else {
+        return Ok(None);
+    };
+    if dims[2..] != [oh, ow] || into.channel + channels > into.channels {
+        return unsupported(format!(
+            "concatenation of {:?} and a part of {channels} channels of {oh}x{ow}",
+            dims
+        ));
+    }
+    let out = &mut data[into.channel * oh * ow..][..channels * oh * ow];
+    let done = match &step.op {
+        Op::Conv(conv) => {
+            if c != conv.in_channels {
+                return unsupported(format!(
+                    "conv: {c} input channels, the weights expect {}",
+                    conv.in_channels
+                ));
+            }
+            // SAFETY: the values are initialised (zeroed), so viewing them as possibly
+            // uninitialised only forgets that; the kernel writes floats into them.
+            #[allow(unsafe_code)]
+            let out = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast(), out.len()) };
+            let residual = step.inputs.get(1).map(|_| operand(1)).transpose()?;
+            with_slice(x, |x| match residual {
+                Some(r) => with_slice(r, |r| conv.forward_into(x, (n, h, w), Some(r), out)),
+                None => Ok(conv.forward_into(x, (n, h, w), None, out)),
+            })??
+        }
+        Op::MaxPool {
+            kernel,
+            stride,
+            pads,
+        } => with_slice(x, |x| {
+            ops::max_pool_into(x, (n, c, h, w), *kernel, *stride, *pads, out)
+        })?,
+        _ => None,
+    };
+    if done.is_none() {
+        return unsupported(format!("a concatenation part of {:?} failed", x.dims()));
+    }
+    *written += 1;
+    debug_assert!(*written <= into.parts);
+    Ok(Some(x.dims().to_vec()))
+}
+
+/// The concatenation at step `index` when its parts were written in place: the whole, checked
+/// to have all `parts` written. `None` when it runs the ordinary way.
+fn take_whole(
+    wholes: &mut HashMap<usize, Whole>,
+    index: usize,
+    parts: usize,
+) -> Result<Option<Value>, GraphError> {
+    match wholes.remove(&index) {
+        Some(Whole::Filling {
+            data,
+            dims,
+            written,
+        }) => {
+            if written != parts {
+                return unsupported("a concatenation ran before all its parts");
+            }
+            Ok(Some(Value::F(Tensor::from_vec(
+                data,
+                dims.as_slice(),
+                &Device::Cpu,
+            )?)))
+        }
+        _ => Ok(None),
     }
 }
 
@@ -392,6 +549,35 @@ fn execute(op: &Op, args: &[&Value]) -> Result<Value, GraphError> {
                         a.broadcast_pow(b)?
                     }
                 }
+            }
+        }
+        Op::MulAdd => {
+            let ordinary = || -> Result<Value, GraphError> {
+                let product = execute(&Op::Binary(Binary::Mul), &args[..2])?;
+                execute(&Op::Binary(Binary::Add), &[&product, args[2]])
+            };
+            if args.len() != 3 || args.iter().any(|v| matches!(v, Value::I(..))) {
+                return ordinary();
+            }
+            let (x, y, z) = (t(0)?, t(1)?, t(2)?);
+            let product = with_slice(x, |xv| {
+                with_slice(y, |yv| {
+                    ops::binary(BinaryOp::Mul, xv, x.dims(), yv, y.dims(), false)
+                        .map(|v| (v, x.dims().to_vec()))
+                        .or_else(|| {
+                            ops::binary(BinaryOp::Mul, yv, y.dims(), xv, x.dims(), true)
+                                .map(|v| (v, y.dims().to_vec()))
+                        })
+                })
+            })??;
+            match product {
+                // Addition commutes bit for bit, so `z` may be added into the product whichever
+                // side of the `Add` it was on.
+                Some((mut data, dims)) if dims == z.dims() => {
+                    with_slice(z, |zv| ops::add_into(&mut data, zv))?;
+                    Tensor::from_vec(data, dims, x.device())?
+                }
+                _ => return ordinary(),
             }
         }
         Op::Activation(act) => {
@@ -1578,6 +1764,7 @@ impl Compiler {
                 inputs: ins.iter().map(|s| id(s)).collect(),
                 output: id(&out),
                 free: Vec::new(),
+                into: None,
             })
             .collect();
         let mut constants = Vec::new();
@@ -1595,6 +1782,8 @@ impl Compiler {
         }
         let is_const: std::collections::HashSet<usize> =
             constants.iter().map(|(s, _)| *s).collect();
+        fuse_mul_add(&mut compiled, input, &outputs, &is_const);
+        concatenate_in_place(&mut compiled, input, &outputs, &is_const);
         // Free each computed value after its last use.
         let mut last_use: HashMap<usize, usize> = HashMap::new();
         for (i, step) in compiled.iter().enumerate() {
@@ -1615,6 +1804,124 @@ impl Compiler {
             outputs,
             metadata,
         })
+    }
+}
+
+/// Turns each `Add` of a `Mul`'s product that nothing else uses into one [`Op::MulAdd`] step,
+/// so that the product is not a tensor of its own beside the sum.
+fn fuse_mul_add(
+    steps: &mut Vec<Step>,
+    input: usize,
+    outputs: &[usize],
+    is_const: &std::collections::HashSet<usize>,
+) {
+    let mut uses: HashMap<usize, usize> = HashMap::new();
+    let mut producer: HashMap<usize, usize> = HashMap::new();
+    for (i, step) in steps.iter().enumerate() {
+        for &s in &step.inputs {
+            *uses.entry(s).or_default() += 1;
+        }
+        producer.insert(step.output, i);
+    }
+    let mut fused_away = std::collections::HashSet::new();
+    for i in 0..steps.len() {
+        if !matches!(steps[i].op, Op::Binary(Binary::Add)) || steps[i].inputs.len() != 2 {
+            continue;
+        }
+        for k in 0..2 {
+            let product = steps[i].inputs[k];
+            let Some(&p) = producer.get(&product) else {
+                continue;
+            };
+            let single = uses.get(&product) == Some(&1)
+                && product != input
+                && !outputs.contains(&product)
+                && !is_const.contains(&product)
+                && !fused_away.contains(&p);
+            if single
+                && matches!(steps[p].op, Op::Binary(Binary::Mul))
+                && steps[p].inputs.len() == 2
+            {
+                let other = steps[i].inputs[1 - k];
+                let factors = steps[p].inputs.clone();
+                steps[i].op = Op::MulAdd;
+                steps[i].inputs = vec![factors[0], factors[1], other];
+                fused_away.insert(p);
+                break;
+            }
+        }
+    }
+    let mut index = 0;
+    steps.retain(|_| {
+        index += 1;
+        !fused_away.contains(&(index - 1))
+    });
+}
+
+/// Marks the parts of channel concatenations that can be written in place ([`IntoConcat`]):
+/// every part made by a convolution or a max pool (whose channel count is then known) and used
+/// by the concatenation alone.
+fn concatenate_in_place(
+    steps: &mut [Step],
+    input: usize,
+    outputs: &[usize],
+    is_const: &std::collections::HashSet<usize>,
+) {
+    let mut uses: HashMap<usize, usize> = HashMap::new();
+    let mut producer: HashMap<usize, usize> = HashMap::new();
+    for (i, step) in steps.iter().enumerate() {
+        for &s in &step.inputs {
+            *uses.entry(s).or_default() += 1;
+        }
+        producer.insert(step.output, i);
+    }
+    // The channels of a slot, where the operators say it without running.
+    let channels = |slot: usize| -> Option<usize> {
+        let mut slot = slot;
+        loop {
+            match &steps[*producer.get(&slot)?].op {
+                Op::Conv(conv) => return Some(conv.out_channels),
+                Op::MaxPool { .. } => slot = *steps[producer[&slot]].inputs.first()?,
+                _ => return None,
+            }
+        }
+    };
+    let mut marks = Vec::new();
+    for (j, step) in steps.iter().enumerate() {
+        if !matches!(step.op, Op::Concat { axis: 1 }) || step.inputs.len() < 2 {
+            continue;
+        }
+        let mut parts = Vec::new();
+        let mut channel = 0;
+        for &slot in &step.inputs {
+            let Some(&p) = producer.get(&slot) else { break };
+            let usable = slot != input
+                && !outputs.contains(&slot)
+                && !is_const.contains(&slot)
+                && uses.get(&slot) == Some(&1)
+                && matches!(steps[p].op, Op::Conv(_) | Op::MaxPool { .. });
+            let Some(c) = channels(slot).filter(|_| usable) else {
+                break;
+            };
+            parts.push((p, channel));
+            channel += c;
+        }
+        if parts.len() == step.inputs.len() {
+            for (p, first) in parts {
+                marks.push((
+                    p,
+                    IntoConcat {
+                        concat: j,
+                        channel: first,
+                        channels: channel,
+                        parts: step.inputs.len(),
+                    },
+                ));
+            }
+        }
+    }
+    for (p, into) in marks {
+        steps[p].into = Some(into);
     }
 }
 
@@ -1641,5 +1948,48 @@ fn pads4(v: Option<&[i64]>) -> Result<[usize; 4], GraphError> {
             Ok([*t as usize, *l as usize, *b as usize, *r as usize])
         }
         _ => unsupported("pads must hold four non-negative values"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tensor(dims: &[usize], seed: usize) -> Value {
+        let n: usize = dims.iter().product();
+        let data: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919 + seed * 104_729) % 2003) as f32 / 97.0 - 10.0)
+            .collect();
+        Value::F(Tensor::from_vec(data, dims, &Device::Cpu).unwrap())
+    }
+
+    fn bits(v: &Value) -> (Vec<usize>, Vec<u32>) {
+        let t = v.tensor().unwrap();
+        let values: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        (
+            t.dims().to_vec(),
+            values.into_iter().map(f32::to_bits).collect(),
+        )
+    }
+
+    /// The fused `x * y + z` gives the bits of the `Mul` then the `Add`, for a per-channel
+    /// scale on either side, a scalar, a same-shape product and an `Add` that broadcasts (which
+    /// runs the ordinary way).
+    #[test]
+    fn mul_add_matches_mul_then_add() {
+        let big = [2, 5, 33, 41];
+        for (x, y, z) in [
+            (&big[..], &[1, 5, 1, 1][..], &big[..]),
+            (&[1, 5, 1, 1][..], &big[..], &big[..]),
+            (&big[..], &[1][..], &big[..]),
+            (&big[..], &big[..], &big[..]),
+            (&big[..], &[1, 5, 1, 1][..], &[1, 5, 1, 1][..]),
+        ] {
+            let (x, y, z) = (tensor(x, 1), tensor(y, 2), tensor(z, 3));
+            let fused = execute(&Op::MulAdd, &[&x, &y, &z]).unwrap();
+            let product = execute(&Op::Binary(Binary::Mul), &[&x, &y]).unwrap();
+            let ordinary = execute(&Op::Binary(Binary::Add), &[&z, &product]).unwrap();
+            assert_eq!(bits(&fused), bits(&ordinary));
+        }
     }
 }

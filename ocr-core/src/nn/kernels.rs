@@ -111,7 +111,8 @@ impl Conv2d {
         Some(((ph - kh) / self.stride.0 + 1, (pw - kw) / self.stride.1 + 1))
     }
 
-    fn is_depthwise(&self) -> bool {
+    /// Whether each output channel reads only its own input channel.
+    pub fn is_depthwise(&self) -> bool {
         self.groups > 1 && self.groups == self.in_channels && self.groups == self.out_channels
     }
 
@@ -214,28 +215,52 @@ impl Conv2d {
         residual: Option<&[f32]>,
     ) -> Option<(Vec<f32>, usize, usize)> {
         let (oh, ow) = self.output_size(h, w)?;
-        if residual.is_some_and(|r| r.len() != n * self.out_channels * oh * ow) {
+        let len = n * self.out_channels * oh * ow;
+        let mut out = if self.is_depthwise() {
+            super::memory::zeroed(len)
+        } else {
+            // Every value is written by the matrix products.
+            Vec::with_capacity(len)
+        };
+        // SAFETY: the vector holds room for `len` values (initialised ones for a
+        // depthwise convolution, which adds into them); `forward_into` writes all
+        // of them before `set_len`, or returns `None` and the vector is dropped.
+        #[allow(unsafe_code)]
+        unsafe {
+            let dst = std::slice::from_raw_parts_mut(out.as_mut_ptr().cast(), len);
+            self.forward_into(input, (n, h, w), residual, dst)?;
+            out.set_len(len);
+        }
+        Some((out, oh, ow))
+    }
+
+    /// [`Conv2d::forward_with_residual`] into `out`, which holds exactly the
+    /// output (`n × out_channels × oh × ow` values) and is then fully
+    /// written; it may start uninitialised except for a depthwise
+    /// convolution, which adds into it and needs it zeroed. Returns the
+    /// output size, or `None` (writing nothing) if the input is smaller than
+    /// the kernel or `residual` or `out` has the wrong size.
+    pub fn forward_into(
+        &self,
+        input: &[f32],
+        (n, h, w): (usize, usize, usize),
+        residual: Option<&[f32]>,
+        out: &mut [MaybeUninit<f32>],
+    ) -> Option<(usize, usize)> {
+        let (oh, ow) = self.output_size(h, w)?;
+        let len = n * self.out_channels * oh * ow;
+        if residual.is_some_and(|r| r.len() != len) || out.len() != len {
             return None;
         }
-        let len = n * self.out_channels * oh * ow;
         if !self.is_depthwise() {
-            let mut out = Vec::with_capacity(len);
-            self.forward_gemm(
-                input,
-                (n, h, w),
-                &mut out.spare_capacity_mut()[..len],
-                (oh, ow),
-                residual,
-            );
-            // SAFETY: `forward_gemm` wrote every one of the `len` values: its
-            // tiles cover every image, group, row block and column tile.
-            #[allow(unsafe_code)]
-            unsafe {
-                out.set_len(len)
-            };
-            return Some((out, oh, ow));
+            self.forward_gemm(input, (n, h, w), out, (oh, ow), residual);
+            return Some((oh, ow));
         }
-        let mut out = super::memory::zeroed(len);
+        // SAFETY: a depthwise output is initialised (zeroed) by the caller, as
+        // documented; f32 has no invalid bit patterns.
+        #[allow(unsafe_code)]
+        let out: &mut [f32] =
+            unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast(), out.len()) };
         let in_image = self.in_channels * h * w;
         out.par_chunks_mut(oh * ow)
             .enumerate()
@@ -256,7 +281,7 @@ impl Conv2d {
                 let res = residual.map(|r| &r[plane * oh * ow..][..oh * ow]);
                 self.finish(dst, self.bias[c], res);
             });
-        Some((out, oh, ow))
+        Some((oh, ow))
     }
 
     /// The weights packed for the matrix-product kernel, one matrix per
@@ -368,111 +393,129 @@ impl Conv2d {
         let cin_g = self.in_channels / self.groups;
         let cout_g = self.out_channels / self.groups;
         let packed = self.packed();
-        // Each padded plane holds the rows and columns the taps read.
-        let ph = (oh - 1) * sh + kh;
         let pw = ow + (kw - 1) / sw;
-        let plane = ph * pw;
         let planes = n * self.in_channels * sw;
         let slack = super::packed::block_sizes().1;
-        let mut padded = Vec::with_capacity(planes * plane + slack);
-        let (planes_part, slack_part) =
-            padded.spare_capacity_mut()[..planes * plane + slack].split_at_mut(planes * plane);
-        slack_part.fill(MaybeUninit::new(0.0));
-        planes_part
-            .par_chunks_mut(plane)
-            .enumerate()
-            .for_each(|(i, dst)| {
-                let (channel, phase) = (i / sw, i % sw);
-                let src = &input[channel * h * w..][..h * w];
-                // Column x of this plane is padded column x·sw + phase, input
-                // column x·sw + phase - pl: inside for x in lo..hi.
-                let lo = pl.saturating_sub(phase).div_ceil(sw).min(pw);
-                let hi = (w + pl).saturating_sub(phase).div_ceil(sw).clamp(lo, pw);
-                for (y, dst_row) in dst.chunks_exact_mut(pw).enumerate() {
-                    let Some(iy) = y.checked_sub(pt).filter(|&iy| iy < h) else {
-                        dst_row.fill(MaybeUninit::new(0.0));
-                        continue;
-                    };
-                    let src_row = &src[iy * w..][..w];
-                    dst_row[..lo].fill(MaybeUninit::new(0.0));
-                    dst_row[hi..].fill(MaybeUninit::new(0.0));
-                    let first = lo * sw + phase - pl;
-                    if sw == 1 {
-                        for (d, &v) in dst_row[lo..hi].iter_mut().zip(&src_row[first..]) {
-                            d.write(v);
-                        }
-                    } else {
-                        for (d, v) in dst_row[lo..hi].iter_mut().zip(src_row[first..].chunks(sw)) {
-                            d.write(v[0]);
-                        }
-                    }
-                }
-            });
-        // SAFETY: the loop above wrote every plane, row by row, and the
-        // slack.
-        #[allow(unsafe_code)]
-        unsafe {
-            padded.set_len(planes * plane + slack)
-        };
-        // Tap (c, ky, kx) of a group, relative to the group's first plane
-        // and the output row's first read.
-        let taps: Vec<usize> = (0..cin_g * kh * kw)
-            .map(|p| {
-                let (c, ky, kx) = (p / (kh * kw), p / kw % kh, p % kw);
-                (c * sw + kx % sw) * plane + ky * pw + kx / sw
-            })
-            .collect();
-        let max_tap = taps.iter().copied().max().unwrap_or(0);
+        // The padded copy is made for a band of output rows at a time: for a whole page-sized
+        // input it would be as large as the input (136 MB for the detector's first stride-2
+        // convolution), the process's peak of memory.
+        let band = (DIRECT_BAND_VALUES / (planes * pw * sh).max(1)).clamp(1, oh);
         let cols = oh * ow;
-        let rows_per_task = (512 / ow).clamp(1, oh);
-        let block = self.row_block(n * self.groups * oh.div_ceil(rows_per_task));
         let tiles = Tiles::new(out, cols);
-        self.tasks(n, block, (oh, rows_per_task))
-            .into_par_iter()
-            .for_each(|(img, g, r0, oy0)| {
-                let rows = block.min(cout_g - r0);
-                let group_start = (img * self.in_channels + g * cin_g) * sw * plane;
-                let co0 = g * cout_g + r0;
-                let first_row = img * self.out_channels + co0;
-                for oy in oy0..(oy0 + rows_per_task).min(oh) {
-                    let c0 = oy * ow;
-                    let start = group_start + oy * sh * pw;
-                    let epilogue = self.epilogue((first_row, co0, rows), (cols, c0), residual);
-                    // SAFETY: every task owns a distinct (image, row block,
-                    // output rows) rectangle of the output, and the product
-                    // writes all of it.
-                    #[allow(unsafe_code)]
-                    unsafe {
-                        tiles.fill(
-                            (first_row, rows),
-                            (c0, ow),
-                            |dst, ld| {
-                                packed[g].product_taps(
-                                    (r0, rows),
-                                    (&padded, start),
-                                    (&taps, max_tap),
-                                    ow,
-                                    dst,
-                                    ld,
-                                    epilogue,
-                                )
-                            },
-                            |r, v| {
-                                if epilogue.is_none() {
-                                    self.finish_at(
-                                        v,
-                                        (first_row + r, co0 + r),
-                                        (cols, c0),
-                                        residual,
-                                    )
-                                }
-                            },
-                        );
+        let mut padded: Vec<f32> = Vec::new();
+        for band_start in (0..oh).step_by(band) {
+            let band_rows = band.min(oh - band_start);
+            // Each padded plane holds the rows and columns the taps read for the band: padded
+            // rows from `band_start * sh` on.
+            let ph = (band_rows - 1) * sh + kh;
+            let plane = ph * pw;
+            padded.clear();
+            padded.reserve(planes * plane + slack);
+            let (planes_part, slack_part) =
+                padded.spare_capacity_mut()[..planes * plane + slack].split_at_mut(planes * plane);
+            slack_part.fill(MaybeUninit::new(0.0));
+            planes_part
+                .par_chunks_mut(plane)
+                .enumerate()
+                .for_each(|(i, dst)| {
+                    let (channel, phase) = (i / sw, i % sw);
+                    let src = &input[channel * h * w..][..h * w];
+                    // Column x of this plane is padded column x·sw + phase, input
+                    // column x·sw + phase - pl: inside for x in lo..hi.
+                    let lo = pl.saturating_sub(phase).div_ceil(sw).min(pw);
+                    let hi = (w + pl).saturating_sub(phase).div_ceil(sw).clamp(lo, pw);
+                    for (y, dst_row) in dst.chunks_exact_mut(pw).enumerate() {
+                        let padded_row = band_start * sh + y;
+                        let Some(iy) = padded_row.checked_sub(pt).filter(|&iy| iy < h) else {
+                            dst_row.fill(MaybeUninit::new(0.0));
+                            continue;
+                        };
+                        let src_row = &src[iy * w..][..w];
+                        dst_row[..lo].fill(MaybeUninit::new(0.0));
+                        dst_row[hi..].fill(MaybeUninit::new(0.0));
+                        let first = lo * sw + phase - pl;
+                        if sw == 1 {
+                            for (d, &v) in dst_row[lo..hi].iter_mut().zip(&src_row[first..]) {
+                                d.write(v);
+                            }
+                        } else {
+                            for (d, v) in
+                                dst_row[lo..hi].iter_mut().zip(src_row[first..].chunks(sw))
+                            {
+                                d.write(v[0]);
+                            }
+                        }
                     }
-                }
-            });
+                });
+            // SAFETY: the loop above wrote every plane, row by row, and the
+            // slack.
+            #[allow(unsafe_code)]
+            unsafe {
+                padded.set_len(planes * plane + slack)
+            };
+            // Tap (c, ky, kx) of a group, relative to the group's first plane
+            // and the output row's first read.
+            let taps: Vec<usize> = (0..cin_g * kh * kw)
+                .map(|p| {
+                    let (c, ky, kx) = (p / (kh * kw), p / kw % kh, p % kw);
+                    (c * sw + kx % sw) * plane + ky * pw + kx / sw
+                })
+                .collect();
+            let max_tap = taps.iter().copied().max().unwrap_or(0);
+            let rows_per_task = (512 / ow).clamp(1, band_rows);
+            let block = self.row_block(n * self.groups * band_rows.div_ceil(rows_per_task));
+            let padded = &padded;
+            self.tasks(n, block, (band_rows, rows_per_task))
+                .into_par_iter()
+                .for_each(|(img, g, r0, band_oy0)| {
+                    let rows = block.min(cout_g - r0);
+                    let group_start = (img * self.in_channels + g * cin_g) * sw * plane;
+                    let co0 = g * cout_g + r0;
+                    let first_row = img * self.out_channels + co0;
+                    for band_oy in band_oy0..(band_oy0 + rows_per_task).min(band_rows) {
+                        let c0 = (band_start + band_oy) * ow;
+                        let start = group_start + band_oy * sh * pw;
+                        let epilogue = self.epilogue((first_row, co0, rows), (cols, c0), residual);
+                        // SAFETY: every task owns a distinct (image, row block,
+                        // output rows) rectangle of the output, and the product
+                        // writes all of it.
+                        #[allow(unsafe_code)]
+                        unsafe {
+                            tiles.fill(
+                                (first_row, rows),
+                                (c0, ow),
+                                |dst, ld| {
+                                    packed[g].product_taps(
+                                        (r0, rows),
+                                        (padded, start),
+                                        (&taps, max_tap),
+                                        ow,
+                                        dst,
+                                        ld,
+                                        epilogue,
+                                    )
+                                },
+                                |r, v| {
+                                    if epilogue.is_none() {
+                                        self.finish_at(
+                                            v,
+                                            (first_row + r, co0 + r),
+                                            (cols, c0),
+                                            residual,
+                                        )
+                                    }
+                                },
+                            );
+                        }
+                    }
+                });
+        }
     }
 }
+
+/// Values of padded input a direct convolution copies at a time (16 MB): a band of output rows
+/// whose padded input rows, of every channel, fit in it (at least one row).
+const DIRECT_BAND_VALUES: usize = 4 << 20;
 
 multiversion! {
     /// One channel plane of a depthwise convolution: for every kernel tap, a

@@ -58,6 +58,13 @@ multiversion! {
     }
 }
 
+/// `acc[i] += x[i]` over all threads for long slices.
+pub fn add_into(acc: &mut [f32], x: &[f32]) {
+    acc.par_chunks_mut(PARALLEL_MIN)
+        .zip(x.par_chunks(PARALLEL_MIN))
+        .for_each(|(a, x)| add_in_place(a, x));
+}
+
 /// `a op b` with numpy broadcasting where `b` (after left-padding with 1s)
 /// is either the same shape as `a`, a single value, or varies over one
 /// contiguous run of `a`'s axes only (a per-channel scale `[1, C, 1, 1]`, a
@@ -128,27 +135,57 @@ pub fn activation(act: Activation, a: &[f32]) -> Vec<f32> {
     out
 }
 
+/// The output height and width of a max pool, or `None` if the kernel is
+/// larger than the padded input.
+pub fn max_pool_size(
+    (h, w): (usize, usize),
+    (kh, kw): (usize, usize),
+    (sh, sw): (usize, usize),
+    pads: [usize; 4],
+) -> Option<(usize, usize)> {
+    let (ph, pw) = (h + pads[0] + pads[2], w + pads[1] + pads[3]);
+    if ph < kh || pw < kw || kh == 0 || kw == 0 || sh == 0 || sw == 0 {
+        return None;
+    }
+    Some(((ph - kh) / sh + 1, (pw - kw) / sw + 1))
+}
+
 /// Max pooling over NCHW planes; padding never wins a max (it is -∞).
 pub fn max_pool(
+    x: &[f32],
+    (n, c, h, w): (usize, usize, usize, usize),
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    pads: [usize; 4],
+) -> Option<(Vec<f32>, usize, usize)> {
+    let (oh, ow) = max_pool_size((h, w), kernel, stride, pads)?;
+    let mut out = super::memory::zeroed(n * c * oh * ow);
+    max_pool_into(x, (n, c, h, w), kernel, stride, pads, &mut out)?;
+    Some((out, oh, ow))
+}
+
+/// [`max_pool`] into `out`, which must hold exactly the output; every value
+/// is written. `None` (nothing written) if the kernel is larger than the
+/// padded input or `out` has the wrong size.
+pub fn max_pool_into(
     x: &[f32],
     (n, c, h, w): (usize, usize, usize, usize),
     (kh, kw): (usize, usize),
     (sh, sw): (usize, usize),
     pads: [usize; 4],
-) -> Option<(Vec<f32>, usize, usize)> {
-    let (ph, pw) = (h + pads[0] + pads[2], w + pads[1] + pads[3]);
-    if ph < kh || pw < kw || kh == 0 || kw == 0 {
+    out: &mut [f32],
+) -> Option<(usize, usize)> {
+    let (oh, ow) = max_pool_size((h, w), (kh, kw), (sh, sw), pads)?;
+    if out.len() != n * c * oh * ow || x.len() != n * c * h * w {
         return None;
     }
-    let (oh, ow) = ((ph - kh) / sh + 1, (pw - kw) / sw + 1);
-    let mut out = super::memory::zeroed(n * c * oh * ow);
     if (sh, sw) == (1, 1) {
         out.par_chunks_mut(oh * ow)
             .zip(x.par_chunks(h * w))
             .for_each_init(Vec::new, |column, (dst, src)| {
                 max_pool_plane_s1(src, (h, w), (kh, kw), pads, dst, (oh, ow), column)
             });
-        return Some((out, oh, ow));
+        return Some((oh, ow));
     }
     out.par_chunks_mut(oh * ow)
         .zip(x.par_chunks(h * w))
@@ -169,7 +206,7 @@ pub fn max_pool(
                 }
             }
         });
-    Some((out, oh, ow))
+    Some((oh, ow))
 }
 
 multiversion! {
