@@ -154,8 +154,9 @@ struct Step {
 struct IntoConcat {
     /// The step that concatenates.
     concat: usize,
-    /// The part's first channel in the whole, and the whole's channels.
+    /// The part's first channel in the whole, its channels, and the whole's.
     channel: usize,
+    part_channels: usize,
     channels: usize,
     /// How many parts the whole has.
     parts: usize,
@@ -410,7 +411,7 @@ fn write_part(
     else {
         return Ok(None);
     };
-    if dims[2..] != [oh, ow] || into.channel + channels > into.channels {
+    if dims[2..] != [oh, ow] || channels != into.part_channels {
         return unsupported(format!(
             "concatenation of {:?} and a part of {channels} channels of {oh}x{ow}",
             dims
@@ -1903,16 +1904,17 @@ fn concatenate_in_place(
             let Some(c) = channels(slot).filter(|_| usable) else {
                 break;
             };
-            parts.push((p, channel));
+            parts.push((p, channel, c));
             channel += c;
         }
         if parts.len() == step.inputs.len() {
-            for (p, first) in parts {
+            for (p, first, part_channels) in parts {
                 marks.push((
                     p,
                     IntoConcat {
                         concat: j,
                         channel: first,
+                        part_channels,
                         channels: channel,
                         parts: step.inputs.len(),
                     },

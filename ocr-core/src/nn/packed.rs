@@ -37,7 +37,8 @@ pub fn block_sizes() -> (usize, usize) {
 /// the row's bias, and a residual (a matrix laid out like the output, with
 /// the same row stride) added before or after the activation: a
 /// convolution's bias, batch norm, activation and skip connection, applied
-/// while the block is still in registers.
+/// by the AVX-512 kernel on its registers before it stores them, and by the
+/// others on each block right after they store it (still in cache).
 #[derive(Debug, Clone, Copy)]
 pub struct Epilogue<'a> {
     /// One value per row of the product, from its first row.
