@@ -1783,8 +1783,14 @@ impl Compiler {
         }
         let is_const: std::collections::HashSet<usize> =
             constants.iter().map(|(s, _)| *s).collect();
-        fuse_mul_add(&mut compiled, input, &outputs, &is_const);
-        concatenate_in_place(&mut compiled, input, &outputs, &is_const);
+        let pinned: std::collections::HashSet<usize> = is_const
+            .iter()
+            .copied()
+            .chain(outputs.iter().copied())
+            .chain([input])
+            .collect();
+        fuse_mul_add(&mut compiled, &pinned);
+        concatenate_in_place(&mut compiled, &pinned);
         // Free each computed value after its last use.
         let mut last_use: HashMap<usize, usize> = HashMap::new();
         for (i, step) in compiled.iter().enumerate() {
@@ -1808,22 +1814,44 @@ impl Compiler {
     }
 }
 
+/// Who computes each slot and how many steps read it: what the rewrites below need to know
+/// that a value is private to one consumer.
+struct Flow<'a> {
+    uses: HashMap<usize, usize>,
+    producer: HashMap<usize, usize>,
+    /// The graph's input and outputs and the constants: never private.
+    pinned: &'a std::collections::HashSet<usize>,
+}
+
+impl<'a> Flow<'a> {
+    fn new(steps: &[Step], pinned: &'a std::collections::HashSet<usize>) -> Self {
+        let mut uses: HashMap<usize, usize> = HashMap::new();
+        let mut producer = HashMap::new();
+        for (i, step) in steps.iter().enumerate() {
+            for &s in &step.inputs {
+                *uses.entry(s).or_default() += 1;
+            }
+            producer.insert(step.output, i);
+        }
+        Self {
+            uses,
+            producer,
+            pinned,
+        }
+    }
+
+    /// The step computing `slot` when exactly one step reads it and it is not pinned.
+    fn sole_use(&self, slot: usize) -> Option<usize> {
+        (self.uses.get(&slot) == Some(&1) && !self.pinned.contains(&slot))
+            .then(|| self.producer.get(&slot).copied())
+            .flatten()
+    }
+}
+
 /// Turns each `Add` of a `Mul`'s product that nothing else uses into one [`Op::MulAdd`] step,
 /// so that the product is not a tensor of its own beside the sum.
-fn fuse_mul_add(
-    steps: &mut Vec<Step>,
-    input: usize,
-    outputs: &[usize],
-    is_const: &std::collections::HashSet<usize>,
-) {
-    let mut uses: HashMap<usize, usize> = HashMap::new();
-    let mut producer: HashMap<usize, usize> = HashMap::new();
-    for (i, step) in steps.iter().enumerate() {
-        for &s in &step.inputs {
-            *uses.entry(s).or_default() += 1;
-        }
-        producer.insert(step.output, i);
-    }
+fn fuse_mul_add(steps: &mut Vec<Step>, pinned: &std::collections::HashSet<usize>) {
+    let flow = Flow::new(steps, pinned);
     let mut fused_away = std::collections::HashSet::new();
     for i in 0..steps.len() {
         if !matches!(steps[i].op, Op::Binary(Binary::Add)) || steps[i].inputs.len() != 2 {
@@ -1831,15 +1859,10 @@ fn fuse_mul_add(
         }
         for k in 0..2 {
             let product = steps[i].inputs[k];
-            let Some(&p) = producer.get(&product) else {
+            let Some(p) = flow.sole_use(product) else {
                 continue;
             };
-            let single = uses.get(&product) == Some(&1)
-                && product != input
-                && !outputs.contains(&product)
-                && !is_const.contains(&product)
-                && !fused_away.contains(&p);
-            if single
+            if !fused_away.contains(&p)
                 && matches!(steps[p].op, Op::Binary(Binary::Mul))
                 && steps[p].inputs.len() == 2
             {
@@ -1862,27 +1885,16 @@ fn fuse_mul_add(
 /// Marks the parts of channel concatenations that can be written in place ([`IntoConcat`]):
 /// every part made by a convolution or a max pool (whose channel count is then known) and used
 /// by the concatenation alone.
-fn concatenate_in_place(
-    steps: &mut [Step],
-    input: usize,
-    outputs: &[usize],
-    is_const: &std::collections::HashSet<usize>,
-) {
-    let mut uses: HashMap<usize, usize> = HashMap::new();
-    let mut producer: HashMap<usize, usize> = HashMap::new();
-    for (i, step) in steps.iter().enumerate() {
-        for &s in &step.inputs {
-            *uses.entry(s).or_default() += 1;
-        }
-        producer.insert(step.output, i);
-    }
+fn concatenate_in_place(steps: &mut [Step], pinned: &std::collections::HashSet<usize>) {
+    let flow = Flow::new(steps, pinned);
     // The channels of a slot, where the operators say it without running.
     let channels = |slot: usize| -> Option<usize> {
         let mut slot = slot;
         loop {
-            match &steps[*producer.get(&slot)?].op {
+            let step = &steps[*flow.producer.get(&slot)?];
+            match &step.op {
                 Op::Conv(conv) => return Some(conv.out_channels),
-                Op::MaxPool { .. } => slot = *steps[producer[&slot]].inputs.first()?,
+                Op::MaxPool { .. } => slot = *step.inputs.first()?,
                 _ => return None,
             }
         }
@@ -1895,12 +1907,8 @@ fn concatenate_in_place(
         let mut parts = Vec::new();
         let mut channel = 0;
         for &slot in &step.inputs {
-            let Some(&p) = producer.get(&slot) else { break };
-            let usable = slot != input
-                && !outputs.contains(&slot)
-                && !is_const.contains(&slot)
-                && uses.get(&slot) == Some(&1)
-                && matches!(steps[p].op, Op::Conv(_) | Op::MaxPool { .. });
+            let Some(p) = flow.sole_use(slot) else { break };
+            let usable = matches!(steps[p].op, Op::Conv(_) | Op::MaxPool { .. });
             let Some(c) = channels(slot).filter(|_| usable) else {
                 break;
             };
