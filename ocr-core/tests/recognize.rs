@@ -68,6 +68,57 @@ fn words_have_boxes_on_their_ink_in_reading_order() {
     assert_eq!(page.language.as_deref(), Some("latin"));
 }
 
+/// A single line is read stretched wider than the page's crops
+/// (`ModelSize::line_stretch`); its word boxes must still come back in the
+/// image's own coordinates, each on its own word's ink.
+#[test]
+fn a_single_line_read_stretched_keeps_each_word_box_on_its_ink() {
+    let engine = Engine::load_default(ModelSize::Small).expect("shipped models load");
+    let path = "images/line.png";
+    let file = InputFile::open(fixture(path), DecodeOptions::default()).expect("fixture opens");
+    let options = RecognizeOptions {
+        single_line: true,
+        ..RecognizeOptions::default()
+    };
+    let doc = engine.recognize(&file, &options, |_, _| {}).unwrap();
+    let words: Vec<_> = doc.pages[0].lines().flat_map(|l| l.words.iter()).collect();
+    let text: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
+    assert_eq!(
+        text.join(" "),
+        "The quick brown fox jumps over the lazy dog."
+    );
+    // The image's words as runs of inked columns, split at gaps wider than 8 px.
+    let img = image::load_from_memory(&fixture(path)).unwrap().to_luma8();
+    let inked: Vec<bool> = (0..img.width())
+        .map(|x| (0..img.height()).any(|y| img.get_pixel(x, y)[0] < 128))
+        .collect();
+    let mut runs: Vec<(f32, f32)> = Vec::new();
+    for x in (0..inked.len()).filter(|&x| inked[x]) {
+        let x = x as f32;
+        match runs.last_mut() {
+            Some(run) if x - run.1 <= 8.0 => run.1 = x,
+            _ => runs.push((x, x)),
+        }
+    }
+    assert_eq!(runs.len(), words.len(), "{runs:?}");
+    for (k, (word, run)) in words.iter().zip(&runs).enumerate() {
+        let b = word.bbox;
+        let near = 6.0;
+        assert!(
+            b.x0 <= run.0 + near && b.x1 >= run.1 - near,
+            "{}: box {b:?} does not cover its ink {run:?}",
+            word.text
+        );
+        let before = if k > 0 { runs[k - 1].1 } else { f32::MIN };
+        let after = runs.get(k + 1).map_or(f32::MAX, |r| r.0);
+        assert!(
+            b.x0 > before && b.x1 < after,
+            "{}: box {b:?} reaches a neighbour's ink",
+            word.text
+        );
+    }
+}
+
 #[test]
 fn a_page_turned_90_degrees_is_read_upright() {
     let page = read("images/letter_rotated_90.png", ModelSize::Small);

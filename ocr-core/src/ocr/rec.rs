@@ -61,13 +61,16 @@ impl RecResult {
 /// still helps with another batch's operators.
 ///
 /// With `logits`, the model's output is the values before its softmax (see
-/// [`Graph::from_onnx_without_final_softmax`]).
+/// [`Graph::from_onnx_without_final_softmax`]). Each crop is scaled to the
+/// network's height and its width by the same factor times `stretch` (1 for
+/// none); character positions come back in the crop's own coordinates.
 pub fn recognize(
     model: &Graph,
     logits: bool,
     alphabet: &[String],
     crops: &[RgbImage],
     batch: usize,
+    stretch: f32,
 ) -> Result<Vec<RecResult>, GraphError> {
     use rayon::prelude::*;
     let mut order: Vec<usize> = (0..crops.len()).collect();
@@ -78,7 +81,7 @@ pub fn recognize(
     let decoded = chunks
         .par_iter()
         .with_max_len(1)
-        .map(|chunk| recognize_batch(model, logits, alphabet, crops, chunk))
+        .map(|chunk| recognize_batch(model, logits, alphabet, crops, chunk, stretch))
         .collect::<Result<Vec<_>, _>>()?;
     let mut results = vec![RecResult::default(); crops.len()];
     for (chunk, batch_results) in chunks.into_iter().zip(decoded) {
@@ -102,8 +105,9 @@ fn recognize_batch(
     alphabet: &[String],
     crops: &[RgbImage],
     chunk: &[usize],
+    stretch: f32,
 ) -> Result<Vec<RecResult>, GraphError> {
-    let ratio = |i: usize| aspect(&crops[i]);
+    let ratio = |i: usize| aspect(&crops[i]) * stretch;
     let max_ratio = chunk
         .iter()
         .map(|&i| ratio(i))
