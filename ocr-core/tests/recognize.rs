@@ -119,6 +119,74 @@ fn a_single_line_read_stretched_keeps_each_word_box_on_its_ink() {
     }
 }
 
+/// `line.png` bent into an arc whose middle sits `bend` px above its ends, on a white margin.
+fn bent_line(bend: f32) -> image::RgbImage {
+    let src = image::load_from_memory(&fixture("images/line.png"))
+        .unwrap()
+        .to_rgb8();
+    let (w, h) = (src.width() as f32, src.height() as f32);
+    let out_w = src.width() + 80;
+    let out_h = src.height() + bend as u32 + 80;
+    image::RgbImage::from_fn(out_w, out_h, |x, y| {
+        let sx = x as f32 - 40.0;
+        let t = (sx - w / 2.0) / (w / 2.0);
+        let sy = y as f32 - 40.0 - bend * t * t;
+        if (0.0..w).contains(&sx) && (0.0..h).contains(&sy) {
+            *src.get_pixel(sx as u32, sy as u32)
+        } else {
+            image::Rgb([255, 255, 255])
+        }
+    })
+}
+
+/// A line bent into an arc is found as one curved line, straightened piece by piece for the
+/// recogniser, and its words keep boxes that follow the arc on the page.
+#[test]
+fn a_curved_line_is_read_whole_with_its_words_along_the_curve() {
+    let engine = Engine::load_default(ModelSize::Small).expect("shipped models load");
+    let img = bent_line(100.0);
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let file = InputFile::open(png, DecodeOptions::default()).unwrap();
+    let doc = engine
+        .recognize(&file, &RecognizeOptions::default(), |_, _| {})
+        .unwrap();
+    let lines: Vec<_> = doc.pages[0].lines().collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = lines[0];
+    assert_eq!(line.text, "The quick brown fox jumps over the lazy dog.");
+    let polygon = line
+        .polygon
+        .as_ref()
+        .expect("a curved line has its outline");
+    assert!(polygon.len() > 8, "{polygon:?}");
+    // The arc is 100 px higher in the middle than at the ends: so are the words.
+    let words = &line.words;
+    let (first, middle, last) = (&words[0], &words[words.len() / 2], &words[words.len() - 1]);
+    assert!(
+        middle.bbox.y1 + 40.0 < first.bbox.y1,
+        "{middle:?} {first:?}"
+    );
+    assert!(middle.bbox.y1 + 40.0 < last.bbox.y1, "{middle:?} {last:?}");
+    let luma = image::DynamicImage::ImageRgb8(img).to_luma8();
+    for word in words {
+        let b = word.bbox;
+        assert!(
+            b.y1 - b.y0 < 110.0,
+            "{} is not on its part of the arc: {b:?}",
+            word.text
+        );
+        let inked = (b.x0 as u32..b.x1 as u32)
+            .flat_map(|x| (b.y0 as u32..b.y1 as u32).map(move |y| (x, y)))
+            .filter(|&(x, y)| {
+                luma.get_pixel(x.min(luma.width() - 1), y.min(luma.height() - 1))[0] < 128
+            })
+            .count();
+        assert!(inked > 20, "{} has no ink under its box {b:?}", word.text);
+    }
+}
+
 #[test]
 fn a_page_turned_90_degrees_is_read_upright() {
     let page = read("images/letter_rotated_90.png", ModelSize::Small);

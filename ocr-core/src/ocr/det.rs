@@ -48,6 +48,9 @@ impl Default for DetParams {
 pub struct Detection {
     pub quad: Quad,
     pub score: f32,
+    /// For a curved line, the pieces that follow it ([`super::curve::pieces`]), in reading
+    /// order; `quad` is then the rectangle round them all.
+    pub pieces: Option<Vec<Quad>>,
 }
 
 /// The network input size for a page of `w`×`h`: multiples of 32.
@@ -118,7 +121,14 @@ pub fn postprocess(
         if side < p.min_size {
             continue;
         }
-        let mut score = quad_score(prob, w, h, &quad);
+        // A curved line: scored over its own band, read piece by piece.
+        let pieces = super::curve::pieces(&points, &quad, p.unclip_ratio);
+        let mut score = match super::curve::pieces(&points, &quad, 0.0) {
+            Some(band) if pieces.is_some() => {
+                band.iter().map(|q| quad_score(prob, w, h, q)).sum::<f32>() / band.len() as f32
+            }
+            _ => quad_score(prob, w, h, &quad),
+        };
         if score < p.box_thresh {
             // A rectangle round two shapes joined at a corner (a handwritten note touching a
             // typed line) is mostly empty: score such a region by its own outline instead.
@@ -134,11 +144,17 @@ pub fn postprocess(
         }
         let clampx = |v: f32| (v * sx).round().clamp(0.0, page_w as f32);
         let clampy = |v: f32| (v * sy).round().clamp(0.0, page_h as f32);
-        let quad = Quad(grown.0.map(|pt| [clampx(pt[0]), clampy(pt[1])]));
+        let to_page = |q: &Quad| Quad(q.0.map(|pt| [clampx(pt[0]), clampy(pt[1])]));
+        let quad = to_page(&grown);
         if quad.width() <= 3.0 || quad.height() <= 3.0 {
             continue;
         }
-        out.push(Detection { quad, score });
+        let pieces = pieces.map(|pieces| pieces.iter().map(to_page).collect());
+        out.push(Detection {
+            quad,
+            score,
+            pieces,
+        });
     }
     out
 }

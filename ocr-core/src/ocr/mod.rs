@@ -8,6 +8,7 @@
 //! [`OcrModels::line_flips`]), and
 //! [`OcrModels::read_page`] which chains them into lines with words.
 
+pub mod curve;
 pub mod det;
 pub mod geometry;
 pub mod lang;
@@ -244,7 +245,7 @@ impl OcrModels {
     pub fn fix_upside_down(
         &self,
         crops: &mut [RgbImage],
-        quads: &mut [(Quad, f32)],
+        quads: &mut [(Quad, Found)],
         results: &mut [rec::RecResult],
     ) -> Result<()> {
         let doubtful: Vec<usize> = (0..crops.len())
@@ -272,6 +273,9 @@ impl OcrModels {
             if res.confidence() > results[i].confidence() {
                 let [tl, tr, br, bl] = quads[i].0.0;
                 quads[i].0 = Quad([br, bl, tl, tr]);
+                if let Some(pieces) = &mut quads[i].1.pieces {
+                    *pieces = curve::turned(pieces);
+                }
                 crops[i] = crop;
                 results[i] = res;
             }
@@ -316,7 +320,7 @@ impl OcrModels {
         let results = self.recognize(std::slice::from_ref(image), 1, self.size.line_stretch())?;
         Ok(results
             .first()
-            .and_then(|res| line_from_result(&quad, res))
+            .and_then(|res| line_from_result(&quad, None, res))
             .map(|line| RawLine {
                 quad,
                 det_score: 1.0,
@@ -332,11 +336,26 @@ impl OcrModels {
         let mut clock = trace::Clock::start();
         let detections: Vec<Detection> =
             det::detect(&self.det, image, &self.det_params).map_err(internal)?;
-        let mut quads: Vec<(Quad, f32)> =
-            detections.into_iter().map(|d| (d.quad, d.score)).collect();
+        let mut quads: Vec<(Quad, Found)> = detections
+            .into_iter()
+            .map(|d| {
+                let found = Found {
+                    score: d.score,
+                    pieces: d.pieces,
+                };
+                (d.quad, found)
+            })
+            .collect();
         clock.lap("detect");
         order::sort_quads(&mut quads);
-        for (quad, _) in quads.iter_mut() {
+        if trace::enabled() {
+            for (quad, found) in quads.iter().filter(|(_, f)| f.pieces.is_some()) {
+                let pieces = found.pieces.as_ref().map_or(0, Vec::len);
+                let at = quad.bounds().map(f32::round);
+                eprintln!("[trace] curved line at {at:?} in {pieces} pieces");
+            }
+        }
+        for (quad, _) in quads.iter_mut().filter(|(_, found)| found.pieces.is_none()) {
             if quad.height().round().max(1.0) >= 1.5 * quad.width().round().max(1.0) {
                 // A vertical line: read it turned 90° counter-clockwise.
                 let [tl, tr, br, bl] = quad.0;
@@ -347,7 +366,10 @@ impl OcrModels {
             use rayon::prelude::*;
             quads
                 .par_iter()
-                .map(|(quad, _)| {
+                .map(|(quad, found)| {
+                    if let Some(pieces) = &found.pieces {
+                        return curve::warp_pieces(image, pieces);
+                    }
                     let (w, h) = (
                         quad.width().round().max(1.0) as u32,
                         quad.height().round().max(1.0) as u32,
@@ -362,7 +384,7 @@ impl OcrModels {
         self.fix_upside_down(&mut crops, &mut quads, &mut results)?;
         clock.lap("line orientation");
         let mut lines = Vec::new();
-        for ((quad, score), res) in quads.into_iter().zip(results) {
+        for ((quad, found), res) in quads.into_iter().zip(results) {
             if res.chars.is_empty() || res.confidence() < MIN_LINE_CONFIDENCE {
                 if trace::enabled() {
                     eprintln!(
@@ -374,10 +396,10 @@ impl OcrModels {
                 }
                 continue;
             }
-            if let Some(line) = line_from_result(&quad, &res) {
+            if let Some(line) = line_from_result(&quad, found.pieces.as_deref(), &res) {
                 lines.push(RawLine {
                     quad,
-                    det_score: score,
+                    det_score: found.score,
                     line,
                 });
             }
@@ -397,9 +419,22 @@ fn model_file<T>(
     compile(&bytes).map_err(|e| failed(&e))
 }
 
+/// What detection found of a line besides its rectangle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    pub score: f32,
+    /// A curved line's pieces ([`curve::pieces`]).
+    pub pieces: Option<Vec<Quad>>,
+}
+
 /// Builds a [`Line`] with words from one decoded crop: each word's box is
-/// the slice of the line's quad between its first and last character steps.
-pub fn line_from_result(quad: &Quad, res: &rec::RecResult) -> Option<Line> {
+/// the slice of the line's quad (or, for a curved line, of its `pieces` set
+/// side by side) between its first and last character steps.
+pub fn line_from_result(
+    quad: &Quad,
+    pieces: Option<&[Quad]>,
+    res: &rec::RecResult,
+) -> Option<Line> {
     let content = res.content_px.max(1.0);
     let to_u = |step: f32| (step * res.step_px / content).clamp(0.0, 1.0);
     let mut words = Vec::new();
@@ -414,8 +449,10 @@ pub fn line_from_result(quad: &Quad, res: &rec::RecResult) -> Option<Line> {
         // middle; widen by half a step and a bit on each side.
         let first = chars[0].steps.0 as f32 - 0.6;
         let last = chars[chars.len() - 1].steps.1 as f32 + 1.6;
-        let part = quad.slice(to_u(first), to_u(last));
-        let [x0, y0, x1, y1] = part.bounds();
+        let [x0, y0, x1, y1] = match pieces {
+            Some(pieces) => curve::slice_bounds(pieces, to_u(first), to_u(last)),
+            None => quad.slice(to_u(first), to_u(last)).bounds(),
+        };
         words.push(Word {
             text,
             bbox: BBox::new(x0, y0, x1, y1),
@@ -438,7 +475,9 @@ pub fn line_from_result(quad: &Quad, res: &rec::RecResult) -> Option<Line> {
     let [x0, y0, x1, y1] = quad.bounds();
     line.bbox = BBox::new(x0, y0, x1, y1);
     line.confidence = res.confidence();
-    if quad.angle().abs() > 2.0 {
+    if let Some(pieces) = pieces {
+        line.polygon = Some(curve::outline(pieces));
+    } else if quad.angle().abs() > 2.0 {
         line.polygon = Some(quad.0.to_vec());
     }
     Some(line)
