@@ -121,13 +121,16 @@ pub fn postprocess(
         if side < p.min_size {
             continue;
         }
-        // A curved line: scored over its own band, read piece by piece.
-        let pieces = super::curve::pieces(&points, &quad, p.unclip_ratio);
-        let mut score = match super::curve::pieces(&points, &quad, 0.0) {
-            Some(band) if pieces.is_some() => {
+        // A curved line: scored over its own band, read piece by piece (grown as below).
+        let band = super::curve::pieces(&points, &quad, 0.0);
+        let pieces = band
+            .as_ref()
+            .and_then(|_| super::curve::pieces(&points, &quad, p.unclip_ratio));
+        let mut score = match &band {
+            Some(band) => {
                 band.iter().map(|q| quad_score(prob, w, h, q)).sum::<f32>() / band.len() as f32
             }
-            _ => quad_score(prob, w, h, &quad),
+            None => quad_score(prob, w, h, &quad),
         };
         if score < p.box_thresh {
             // A rectangle round two shapes joined at a corner (a handwritten note touching a
