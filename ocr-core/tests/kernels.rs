@@ -7,7 +7,9 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a failure should panic with the value
 
-use ocr_core::nn::kernels::{Activation, Conv2d, ConvTranspose2d, Residual, sgemm, sgemm_strided};
+use ocr_core::nn::kernels::{
+    Activation, Conv2d, ConvTranspose2d, PackedRight, Residual, sgemm, sgemm_strided,
+};
 use ocr_core::nn::simd;
 
 /// Deterministic values in [-1, 1).
@@ -238,6 +240,53 @@ fn pointwise_matches_reference_across_tiles() {
         pads: [0; 4],
         groups: 1,
     });
+}
+
+#[test]
+fn deep_pointwise_matches_reference() {
+    // 421 input channels: the AVX-512 kernel takes the depth in three slices, keeping its
+    // running sums in the output between them, and applies bias, activation and residual
+    // after the last only.
+    check(Case {
+        n: 1,
+        c_in: 421,
+        c_out: 20,
+        hw: (6, 50),
+        kernel: (1, 1),
+        stride: (1, 1),
+        pads: [0; 4],
+        groups: 1,
+    });
+}
+
+#[test]
+fn fully_connected_layer_matches_reference() {
+    for (rows, k, n, biased) in [
+        (1, 1, 1, true),
+        (9, 5, 33, true),
+        (37, 400, 70, true),
+        (37, 400, 70, false),
+        (130, 120, 1000, true),
+        (0, 8, 8, true),
+    ] {
+        let x = values(rows * k, 1);
+        let w = values(k * n, 2);
+        let bias = values(n, 3);
+        let layer = PackedRight::new(&w, biased.then_some(&bias[..]), k, n);
+        let out = layer.product(&x);
+        assert_eq!(out.len(), rows * n);
+        for i in 0..rows {
+            for j in 0..n {
+                let sum: f32 = (0..k).map(|p| x[i * k + p] * w[p * n + j]).sum();
+                let expected = sum + if biased { bias[j] } else { 0.0 };
+                let got = out[i * n + j];
+                assert!(
+                    (got - expected).abs() < 1e-4,
+                    "{rows}x{k}x{n} at {i},{j}: {got} vs {expected}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

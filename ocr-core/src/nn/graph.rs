@@ -991,43 +991,25 @@ fn resolve_shape(shape: &[i64], input: &[usize], count: usize) -> Result<Vec<usi
 pub struct Linear {
     k: usize,
     n: usize,
-    /// `k × n`, row-major.
-    weight: Vec<f32>,
-    bias: Option<Vec<f32>>,
+    /// `W` and the bias, packed for the matrix-product kernel.
+    right: super::kernels::PackedRight,
     /// The axis of a fused softmax; it runs in the layer's pass only when
     /// that is the last axis, and as a separate step otherwise.
     softmax: Option<i64>,
 }
 
 impl Linear {
-    /// Applies the layer to rows of `k` values. The rows are split into
-    /// blocks, one matrix product each, and the bias and softmax run on a
-    /// block while it is in cache.
+    /// Applies the layer to rows of `k` values, then the softmax over each
+    /// output row when asked.
     fn forward(&self, x: &[f32], softmax: bool) -> Vec<f32> {
         use rayon::prelude::*;
         let rows = x.len() / self.k.max(1);
-        let mut out = super::memory::zeroed(rows * self.n);
-        let block = rows.div_ceil(4 * rayon::current_num_threads()).max(1);
-        out.par_chunks_mut(block * self.n)
-            .zip(x.par_chunks(block * self.k))
-            .for_each(|(dst, src)| {
-                let m = src.len() / self.k.max(1);
-                super::kernels::sgemm_strided(
-                    (m, self.n, self.k),
-                    (src, self.k),
-                    (&self.weight, self.n),
-                    (dst, self.n),
-                    false,
-                );
-                if let Some(bias) = &self.bias {
-                    for row in dst.chunks_exact_mut(self.n) {
-                        ops::add_in_place(row, bias);
-                    }
-                }
-                if softmax {
-                    ops::softmax_rows(dst, self.n);
-                }
-            });
+        let mut out = self.right.product(x);
+        if softmax {
+            let block = rows.div_ceil(4 * rayon::current_num_threads()).max(1) * self.n;
+            out.par_chunks_mut(block.max(1))
+                .for_each(|rows| ops::softmax_rows(rows, self.n));
+        }
         out
     }
 }
@@ -1543,13 +1525,10 @@ impl Compiler {
                 }
                 "MatMul" => match self.const_f32(&node.inputs[1]) {
                     Ok((dims, w)) if dims.len() == 2 => {
-                        let mut linear = Linear {
-                            k: dims[0],
-                            n: dims[1],
-                            weight: w.to_vec(),
-                            bias: None,
-                            softmax: None,
-                        };
+                        let (k, n) = (dims[0], dims[1]);
+                        let w = w.to_vec();
+                        let mut bias = None;
+                        let mut softmax = None;
                         // Absorb a bias Add, then a softmax over the last
                         // axis, while each output has a single user.
                         let mut out = out.clone();
@@ -1557,17 +1536,23 @@ impl Compiler {
                             && next.op_type == "Add"
                             && let Some(Ok((_, b))) =
                                 Self::other_input(next, &out).map(|b| self.const_f32(b))
-                            && b.len() == linear.n
+                            && b.len() == n
                         {
-                            linear.bias = Some(b.to_vec());
+                            bias = Some(b.to_vec());
                             out = self.fuse(j)?;
                         }
                         if let Some((j, next)) = self.sole_consumer(&users, graph_outputs, &out)
                             && next.op_type == "Softmax"
                         {
-                            linear.softmax = Some(next.int("axis").unwrap_or(-1));
+                            softmax = Some(next.int("axis").unwrap_or(-1));
                             out = self.fuse(j)?;
                         }
+                        let linear = Linear {
+                            k,
+                            n,
+                            right: super::kernels::PackedRight::new(&w, bias.as_deref(), k, n),
+                            softmax,
+                        };
                         steps.push((
                             Op::Linear(Arc::new(linear)),
                             vec![node.inputs[0].clone()],

@@ -434,17 +434,7 @@ impl Conv2d {
                         dst_row[..lo].fill(MaybeUninit::new(0.0));
                         dst_row[hi..].fill(MaybeUninit::new(0.0));
                         let first = lo * sw + phase - pl;
-                        if sw == 1 {
-                            for (d, &v) in dst_row[lo..hi].iter_mut().zip(&src_row[first..]) {
-                                d.write(v);
-                            }
-                        } else {
-                            for (d, v) in
-                                dst_row[lo..hi].iter_mut().zip(src_row[first..].chunks(sw))
-                            {
-                                d.write(v[0]);
-                            }
-                        }
+                        every_nth(&mut dst_row[lo..hi], &src_row[first..], sw);
                     }
                 });
             // SAFETY: the loop above wrote every plane, row by row, and the
@@ -509,6 +499,36 @@ impl Conv2d {
                         }
                     }
                 });
+        }
+    }
+}
+
+multiversion! {
+    /// `dst[i] = src[i * step]` for every value of `dst`: a row of a padded plane, every
+    /// `step`-th input column. The common steps get loops of their own, which vectorise.
+    fn every_nth(dst: &mut [MaybeUninit<f32>], src: &[f32], step: usize) {
+        match step {
+            1 => {
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    d.write(v);
+                }
+            }
+            2 => {
+                // As many values as the source has pairs, and a lone last value.
+                let n = dst.len().min(src.len().div_ceil(2));
+                let whole = n.min(src.len() / 2);
+                for (d, v) in dst[..whole].iter_mut().zip(src.chunks_exact(2)) {
+                    d.write(v[0]);
+                }
+                if whole < n {
+                    dst[whole].write(src[2 * whole]);
+                }
+            }
+            _ => {
+                for (d, v) in dst.iter_mut().zip(src.chunks(step)) {
+                    d.write(v[0]);
+                }
+            }
         }
     }
 }
@@ -782,6 +802,128 @@ fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::
 fn column_tile(depth: usize, cols: usize) -> usize {
     let tile = (64 * 1024 / depth.max(1)).clamp(64, 512) / 32 * 32;
     tile.min(cols).max(1)
+}
+
+/// A constant right-hand matrix `W` (`k × n`) and a bias per column, packed
+/// once into the strips the matrix-product kernel reads: a fully connected
+/// layer, `x · W + bias` for any number of rows `x`.
+///
+/// The bias is an extra row of `W`, met by a column of ones added to `x`:
+/// the kernel's last step is then `sum + 1 · bias`, the same single rounding
+/// as adding it afterwards, with no pass of its own over the output (the
+/// recogniser's last layer writes 18,710 values per time step).
+#[derive(Debug)]
+pub struct PackedRight {
+    k: usize,
+    n: usize,
+    biased: bool,
+    strips: Vec<f32>,
+}
+
+impl PackedRight {
+    /// Packs the row-major `k × n` matrix `weight` and the `n` values of
+    /// `bias`, if any.
+    pub fn new(weight: &[f32], bias: Option<&[f32]>, k: usize, n: usize) -> Self {
+        assert!(weight.len() >= k * n, "weight shorter than k × n");
+        let mut strips = Vec::new();
+        match bias {
+            Some(bias) => {
+                assert!(bias.len() >= n, "bias shorter than n");
+                let mut w = Vec::with_capacity((k + 1) * n);
+                w.extend_from_slice(&weight[..k * n]);
+                w.extend_from_slice(&bias[..n]);
+                pack_b(&w, n, k + 1, n, &mut strips);
+            }
+            None => pack_b(weight, n, k, n, &mut strips),
+        }
+        Self {
+            k,
+            n,
+            biased: bias.is_some(),
+            strips,
+        }
+    }
+
+    /// The depth of `x` the layer takes.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The output's row length.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// `x · W + bias` for the row-major `rows × k` matrix `x`: `rows × n`
+    /// values, row-major.
+    ///
+    /// The activations are packed once (a few hundred KiB for a recogniser
+    /// batch) and each task takes a range of `W`'s strips: a strip stays in
+    /// L1 while every row of `x` passes over it.
+    pub fn product(&self, x: &[f32]) -> Vec<f32> {
+        let (k, n) = (self.k, self.n);
+        let rows = x.len().checked_div(k).unwrap_or(0);
+        let len = rows * n;
+        let mut out = Vec::with_capacity(len);
+        self.write(&x[..rows * k], rows, &mut out.spare_capacity_mut()[..len]);
+        // SAFETY: `write` wrote all `len` values.
+        #[allow(unsafe_code)]
+        unsafe {
+            out.set_len(len)
+        };
+        out
+    }
+
+    /// [`PackedRight::product`] into `out`, `rows × n` values, all written.
+    fn write(&self, x: &[f32], rows: usize, out: &mut [MaybeUninit<f32>]) {
+        let (k, n) = (self.k, self.n);
+        if rows == 0 || n == 0 {
+            return;
+        }
+        let depth = k + usize::from(self.biased);
+        let a = if self.biased {
+            let mut xa = Vec::with_capacity(rows * depth);
+            for row in x.chunks_exact(k) {
+                xa.extend_from_slice(row);
+                xa.push(1.0);
+            }
+            PackedA::new(&xa, rows, depth)
+        } else {
+            PackedA::new(x, rows, depth)
+        };
+        let nr = super::packed::block_sizes().1;
+        let strips = n.div_ceil(nr);
+        let per_task = strips.div_ceil(4 * rayon::current_num_threads()).max(1);
+        let tiles = Tiles::new(out, n);
+        (0..strips)
+            .step_by(per_task)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .for_each(|s0| {
+                let c0 = s0 * nr;
+                let cols = (per_task * nr).min(n - c0);
+                // SAFETY: each task writes its own columns `c0..c0 + cols` of every row, and
+                // the product writes all of them; strip `s0` on holds the columns' packed rows.
+                #[allow(unsafe_code)]
+                unsafe {
+                    tiles.fill(
+                        (0, rows),
+                        (c0, cols),
+                        |dst, ld| {
+                            a.product_raw(
+                                (0, rows),
+                                &self.strips[s0 * depth * nr..],
+                                cols,
+                                dst,
+                                ld,
+                                None,
+                            )
+                        },
+                        |_, _| {},
+                    );
+                }
+            });
+    }
 }
 
 /// A row-major output matrix that several threads fill, each its own tiles;
