@@ -317,15 +317,11 @@ pub fn ctc_decode(
     let mut prev = 0usize;
     for t in 0..steps {
         let row = &scores[t * classes..][..classes];
-        let (idx, best) =
-            row.iter().enumerate().fold(
-                (0usize, f32::MIN),
-                |best, (i, &v)| if v > best.1 { (i, v) } else { best },
-            );
+        let (idx, best) = argmax(row);
         // The best class's softmax probability, worked out only where a character starts.
         let p = || {
             if logits {
-                1.0 / row.iter().map(|&v| (v - best).exp()).sum::<f32>()
+                1.0 / exp_sum(row, best)
             } else {
                 best
             }
@@ -354,9 +350,71 @@ pub fn ctc_decode(
     }
 }
 
+crate::nn::simd::multiversion! {
+    /// The first index of the largest value and that value (`(0, f32::MIN)` when there is
+    /// none; NaN never wins). The maximum is found 16 lanes at a time, then its first
+    /// position: the recogniser's output has some 18,700 classes per time step, and a
+    /// step-by-step comparison took longer than the network's last layer.
+    fn argmax(row: &[f32]) -> (usize, f32) {
+        let mut lanes = [f32::MIN; 16];
+        let chunks = row.chunks_exact(16);
+        let rest = chunks.remainder();
+        for chunk in chunks {
+            for (m, &v) in lanes.iter_mut().zip(chunk) {
+                *m = if v > *m { v } else { *m };
+            }
+        }
+        let best = lanes
+            .iter()
+            .chain(rest)
+            .fold(f32::MIN, |m, &v| if v > m { v } else { m });
+        (row.iter().position(|&v| v == best).unwrap_or(0), best)
+    }
+}
+
+crate::nn::simd::multiversion! {
+    /// `Σ e^(v - shift)` over the row, 16 lanes at a time with the vectorised `exp`: the
+    /// softmax denominator of a step whose largest logit is `shift`.
+    fn exp_sum(row: &[f32], shift: f32) -> f32 {
+        let mut lanes = [0f32; 16];
+        let chunks = row.chunks_exact(16);
+        let rest = chunks.remainder();
+        for chunk in chunks {
+            for (s, &v) in lanes.iter_mut().zip(chunk) {
+                *s += crate::nn::simd::exp(v - shift);
+            }
+        }
+        lanes.iter().sum::<f32>() + rest.iter().map(|&v| crate::nn::simd::exp(v - shift)).sum::<f32>()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exp_sum_matches_the_scalar_sum() {
+        let row: Vec<f32> = (0..18_710)
+            .map(|i| ((i * 7919) % 1000) as f32 / 50.0 - 20.0)
+            .collect();
+        let shift = 0.0;
+        let want: f64 = row.iter().map(|&v| f64::from(v - shift).exp()).sum();
+        let got = f64::from(exp_sum(&row, shift));
+        assert!((got - want).abs() / want < 1e-5, "{got} vs {want}");
+    }
+
+    #[test]
+    fn argmax_takes_the_first_largest_and_skips_nan() {
+        assert_eq!(argmax(&[]), (0, f32::MIN));
+        let mut row: Vec<f32> = (0..40).map(|i| (i % 7) as f32).collect();
+        row[33] = 9.0;
+        row[35] = 9.0;
+        row[2] = f32::NAN;
+        assert_eq!(argmax(&row), (33, 9.0));
+        row[39] = 10.0; // in the tail past the last whole chunk of 16
+        assert_eq!(argmax(&row), (39, 10.0));
+        assert_eq!(argmax(&[f32::NAN, f32::NAN]), (0, f32::MIN));
+    }
 
     fn read(text: &str) -> String {
         let mut r = RecResult {
