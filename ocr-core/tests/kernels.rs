@@ -260,6 +260,34 @@ fn deep_pointwise_matches_reference() {
 }
 
 #[test]
+fn fused_activations_give_the_bits_of_a_separate_pass() {
+    // The AVX-512 kernel applies GELU and sigmoid as it stores, with the operations of
+    // `apply_with_bias`: a convolution with the activation equals one without it followed
+    // by the activation's pass, value for value.
+    let case = Case {
+        n: 1,
+        c_in: 30,
+        c_out: 17,
+        hw: (9, 41),
+        kernel: (1, 1),
+        stride: (1, 1),
+        pads: [0; 4],
+        groups: 1,
+    };
+    let x: Vec<f32> = values(30 * 9 * 41, 1).iter().map(|v| v * 4.0).collect();
+    let (plain, _, _) = conv_for(&case, Activation::None)
+        .forward(&x, 1, 9, 41)
+        .unwrap();
+    for activation in [Activation::Gelu, Activation::Sigmoid] {
+        let (fused, _, _) = conv_for(&case, activation).forward(&x, 1, 9, 41).unwrap();
+        let mut separate = plain.clone();
+        activation.apply_with_bias(&mut separate, 0.0);
+        let differing = fused.iter().zip(&separate).filter(|(a, b)| a != b).count();
+        assert_eq!(differing, 0, "{activation:?}: {differing} values differ");
+    }
+}
+
+#[test]
 fn fully_connected_layer_matches_reference() {
     for (rows, k, n, biased) in [
         (1, 1, 1, true),

@@ -147,37 +147,23 @@ impl Conv2d {
         }
     }
 
-    /// [`Conv2d::finish`] on the values of output row `row` (output channel
-    /// `channel`) from column `c0` on, in an output of `cols` columns.
-    fn finish_at(
-        &self,
-        values: &mut [f32],
-        (row, channel): (usize, usize),
-        (cols, c0): (usize, usize),
-        residual: Option<&[f32]>,
-    ) {
-        let res = residual.map(|res| &res[row * cols + c0..][..values.len()]);
-        self.finish(values, self.bias[channel], res);
-    }
-
     /// The epilogue that applies [`Conv2d::finish`] as the product stores the
     /// tile at output row `row` (output channel `channel`, `rows` of them)
-    /// and column `c0` of an output of `cols` columns; `None` when the
-    /// activation is not fusable (the tile is then finished afterwards).
+    /// and column `c0` of an output of `cols` columns.
     fn epilogue<'a>(
         &'a self,
         (row, channel, rows): (usize, usize, usize),
         (cols, c0): (usize, usize),
         residual: Option<&[f32]>,
-    ) -> Option<Epilogue<'a>> {
-        Epilogue::fusable(self.activation).then(|| Epilogue {
+    ) -> Epilogue<'a> {
+        Epilogue {
             bias: &self.bias[channel..][..rows],
             activation: self.activation,
             residual: residual.map(|r| {
                 assert!(r.len() >= (row + rows) * cols, "residual too short");
                 (r[row * cols + c0..].as_ptr(), self.residual)
             }),
-        })
+        }
     }
 
     /// The tasks a convolution's output is cut into: (image, group, first
@@ -357,16 +343,9 @@ impl Conv2d {
                 // of it; the residual is laid out like the output.
                 #[allow(unsafe_code)]
                 unsafe {
-                    tiles.fill(
-                        (first_row, rows),
-                        (c0, tn),
-                        |dst, ld| packed[g].product_raw((r0, rows), strips, tn, dst, ld, epilogue),
-                        |r, v| {
-                            if epilogue.is_none() {
-                                self.finish_at(v, (first_row + r, co0 + r), (cols, c0), residual)
-                            }
-                        },
-                    );
+                    tiles.fill((first_row, rows), (c0, tn), |dst, ld| {
+                        packed[g].product_raw((r0, rows), strips, tn, dst, ld, Some(epilogue))
+                    });
                 }
             });
     }
@@ -471,31 +450,17 @@ impl Conv2d {
                         // writes all of it.
                         #[allow(unsafe_code)]
                         unsafe {
-                            tiles.fill(
-                                (first_row, rows),
-                                (c0, ow),
-                                |dst, ld| {
-                                    packed[g].product_taps(
-                                        (r0, rows),
-                                        (padded, start),
-                                        (&taps, max_tap),
-                                        ow,
-                                        dst,
-                                        ld,
-                                        epilogue,
-                                    )
-                                },
-                                |r, v| {
-                                    if epilogue.is_none() {
-                                        self.finish_at(
-                                            v,
-                                            (first_row + r, co0 + r),
-                                            (cols, c0),
-                                            residual,
-                                        )
-                                    }
-                                },
-                            );
+                            tiles.fill((first_row, rows), (c0, ow), |dst, ld| {
+                                packed[g].product_taps(
+                                    (r0, rows),
+                                    (padded, start),
+                                    (&taps, max_tap),
+                                    ow,
+                                    dst,
+                                    ld,
+                                    Some(epilogue),
+                                )
+                            });
                         }
                     }
                 });
@@ -906,21 +871,16 @@ impl PackedRight {
                 // the product writes all of them; strip `s0` on holds the columns' packed rows.
                 #[allow(unsafe_code)]
                 unsafe {
-                    tiles.fill(
-                        (0, rows),
-                        (c0, cols),
-                        |dst, ld| {
-                            a.product_raw(
-                                (0, rows),
-                                &self.strips[s0 * depth * nr..],
-                                cols,
-                                dst,
-                                ld,
-                                None,
-                            )
-                        },
-                        |_, _| {},
-                    );
+                    tiles.fill((0, rows), (c0, cols), |dst, ld| {
+                        a.product_raw(
+                            (0, rows),
+                            &self.strips[s0 * depth * nr..],
+                            cols,
+                            dst,
+                            ld,
+                            None,
+                        )
+                    });
                 }
             });
     }
@@ -954,9 +914,7 @@ impl<'a> Tiles<'a> {
     }
 
     /// Has `multiply` write the tile at rows `r0..r0 + rows`, columns
-    /// `c0..c0 + cols` (given its first value and the row stride), then
-    /// hands each of the tile's row segments to `finish` with its row index
-    /// within the tile.
+    /// `c0..c0 + cols`, given its first value and the row stride.
     ///
     /// # Safety
     ///
@@ -968,7 +926,6 @@ impl<'a> Tiles<'a> {
         (r0, rows): (usize, usize),
         (c0, cols): (usize, usize),
         multiply: impl FnOnce(*mut f32, usize),
-        mut finish: impl FnMut(usize, &mut [f32]),
     ) {
         if rows == 0 || cols == 0 {
             return;
@@ -978,18 +935,8 @@ impl<'a> Tiles<'a> {
             "tile outside the matrix"
         );
         // SAFETY: the assertion checks that the tile lies inside the matrix;
-        // the caller guarantees that nothing else touches it meanwhile and
-        // that `multiply` initialises all of it before `finish` sees it.
-        unsafe {
-            let dst = self.ptr.add(r0 * self.ld + c0);
-            multiply(dst, self.ld);
-            for r in 0..rows {
-                finish(
-                    r,
-                    std::slice::from_raw_parts_mut(dst.add(r * self.ld), cols),
-                );
-            }
-        }
+        // the caller guarantees that nothing else touches it meanwhile.
+        unsafe { multiply(self.ptr.add(r0 * self.ld + c0), self.ld) }
     }
 }
 

@@ -48,7 +48,8 @@ pub fn block_sizes() -> (usize, usize) {
 pub struct Epilogue<'a> {
     /// One value per row of the product, from its first row.
     pub bias: &'a [f32],
-    /// Relu, hard-swish, hard-sigmoid or none: see [`Epilogue::fusable`].
+    /// Any activation: the AVX-512 kernel computes each with the same
+    /// operations as [`Activation::apply_with_bias`], so both give the same bits.
     pub activation: Activation,
     /// The residual's value for the product's first output value, and where
     /// it is added.
@@ -56,19 +57,6 @@ pub struct Epilogue<'a> {
 }
 
 impl Epilogue<'_> {
-    /// Whether the kernels apply `activation` as they store: those made of
-    /// a few vector instructions. The others (GELU, sigmoid) are applied in
-    /// a pass of their own.
-    pub fn fusable(activation: Activation) -> bool {
-        matches!(
-            activation,
-            Activation::None
-                | Activation::Relu
-                | Activation::HardSwish
-                | Activation::HardSigmoid { .. }
-        )
-    }
-
     /// The epilogue of the rows from `r` on and columns from `c` on of an
     /// output with row stride `ld`.
     fn offset(self, r: usize, c: usize, ld: usize) -> Self {
@@ -338,8 +326,8 @@ impl PackedA {
             "product: rows outside the matrix"
         );
         assert!(
-            epilogue.is_none_or(|e| e.bias.len() >= rows && Epilogue::fusable(e.activation)),
-            "product: an epilogue with a bias per row and an activation the kernels apply"
+            epilogue.is_none_or(|e| e.bias.len() >= rows),
+            "product: an epilogue with a bias per row"
         );
         let k = self.depth;
         // The AVX-512 kernel takes the depth in slices, its running sums kept in `c` between
@@ -532,8 +520,7 @@ mod x86 {
     /// The CPU supports AVX-512F; `panel` holds `k × 8` values, each row
     /// `p < k` of `b` 32, `rows ≤ 8`, `cols ≤ 32`, and `c` is valid for
     /// writes of `rows` rows of `cols` values `ldc` apart (the epilogue's
-    /// residual for reads of them, its bias holds `rows` values, and its
-    /// activation is fusable).
+    /// residual for reads of them, and its bias holds `rows` values).
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub unsafe fn avx512(
         k: usize,
@@ -610,7 +597,7 @@ mod x86 {
         }
     }
 
-    /// A fusable activation on 16 values, operation for operation as
+    /// An activation on 16 values, operation for operation as
     /// [`Activation::apply_with_bias`] computes it, so that both give the
     /// same bits.
     #[target_feature(enable = "avx512f,avx2,fma")]
@@ -633,9 +620,74 @@ mod x86 {
                 );
                 _mm512_min_ps(_mm512_max_ps(y, zero), _mm512_set1_ps(1.0))
             }
-            // Not fusable (checked by the caller): left as it is.
-            Activation::None | Activation::Gelu | Activation::Sigmoid => x,
+            Activation::Gelu => gelu(x),
+            Activation::Sigmoid => {
+                let one = _mm512_set1_ps(1.0);
+                _mm512_div_ps(one, _mm512_add_ps(one, exp(_mm512_sub_ps(zero, x))))
+            }
+            Activation::None => x,
         }
+    }
+
+    /// [`crate::nn::simd::exp`] on 16 values, operation for operation.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    fn exp(x: __m512) -> __m512 {
+        let set = _mm512_set1_ps;
+        let x = _mm512_min_ps(_mm512_max_ps(x, set(-87.0)), set(88.0));
+        let shifted = _mm512_add_ps(
+            _mm512_mul_ps(x, set(std::f32::consts::LOG2_E)),
+            set(12_582_912.0),
+        );
+        let n = _mm512_sub_ps(shifted, set(12_582_912.0));
+        let r = _mm512_add_ps(
+            _mm512_sub_ps(x, _mm512_mul_ps(n, set(0.693_359_4))),
+            _mm512_mul_ps(n, set(2.121_944_4e-4)),
+        );
+        let mut p = set(1.987_569_1e-4);
+        for c in [
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            0.166_666_65,
+            0.5,
+        ] {
+            p = _mm512_add_ps(_mm512_mul_ps(p, r), set(c));
+        }
+        let p = _mm512_add_ps(
+            _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(p, r), r), r),
+            set(1.0),
+        );
+        let bits = _mm512_slli_epi32::<23>(_mm512_add_epi32(
+            _mm512_sub_epi32(_mm512_castps_si512(shifted), _mm512_set1_epi32(0x4B40_0000)),
+            _mm512_set1_epi32(127),
+        ));
+        _mm512_mul_ps(p, _mm512_castsi512_ps(bits))
+    }
+
+    /// [`crate::nn::simd::gelu`] on 16 values, operation for operation.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    fn gelu(x: __m512) -> __m512 {
+        let set = _mm512_set1_ps;
+        let one = set(1.0);
+        let sign = _mm512_set1_epi32(i32::MIN);
+        // erf(x / √2), Abramowitz & Stegun 7.1.26.
+        let z = _mm512_mul_ps(x, set(std::f32::consts::FRAC_1_SQRT_2));
+        let a = _mm512_castsi512_ps(_mm512_andnot_si512(sign, _mm512_castps_si512(z)));
+        let t = _mm512_div_ps(one, _mm512_add_ps(one, _mm512_mul_ps(set(0.327_591_1), a)));
+        let mut poly = set(1.061_405_4);
+        for c in [-1.453_152_1, 1.421_413_8, -0.284_496_72, 0.254_829_6] {
+            poly = _mm512_add_ps(_mm512_mul_ps(poly, t), set(c));
+        }
+        let poly = _mm512_mul_ps(poly, t);
+        let minus_a2 = _mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), a), a);
+        let magnitude = _mm512_sub_ps(one, _mm512_mul_ps(poly, exp(minus_a2)));
+        let erf = _mm512_castsi512_ps(_mm512_or_si512(
+            _mm512_andnot_si512(sign, _mm512_castps_si512(magnitude)),
+            _mm512_and_si512(sign, _mm512_castps_si512(z)),
+        ));
+        _mm512_mul_ps(_mm512_mul_ps(set(0.5), x), _mm512_add_ps(one, erf))
     }
 
     /// 6 × 16 with AVX2 and FMA: two ymm accumulators per row.
