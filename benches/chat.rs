@@ -66,6 +66,7 @@ struct Outcome {
 
 fn main() -> Result<()> {
     ocr_core::nn::retain_freed_memory();
+    let _ = ocr_core::nn::configure_thread_pool(None);
     // `RUST_LOG=ocr_chat=debug` shows each prompt, the model's raw reply and its timings.
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())

@@ -13,6 +13,7 @@ const PAGES: usize = 100;
 
 fn exports(c: &mut Criterion) {
     ocr_core::nn::retain_freed_memory();
+    let _ = ocr_core::nn::configure_thread_pool(None);
     let engine = Engine::load_default(ModelSize::Small).expect("models");
     let file = InputFile::open(
         crate::fixture("images/page_300dpi.png"),

@@ -27,6 +27,7 @@ fn input(dims: &[usize]) -> Tensor {
 
 fn models(c: &mut Criterion) {
     ocr_core::nn::retain_freed_memory();
+    let _ = ocr_core::nn::configure_thread_pool(None);
     let mut group = c.benchmark_group("nn");
     group.sample_size(10);
     for tier in ["small", "tiny"] {

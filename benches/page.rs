@@ -8,6 +8,7 @@ use ocr_core::{DecodeOptions, Engine, InputFile, ModelSize, RecognizeOptions};
 
 fn page(c: &mut Criterion) {
     ocr_core::nn::retain_freed_memory();
+    let _ = ocr_core::nn::configure_thread_pool(None);
     let bytes = crate::fixture("images/page_300dpi.png");
     let mut group = c.benchmark_group("page");
     group.sample_size(10);

@@ -12,6 +12,7 @@ use ocr_core::nn::Graph;
 
 fn main() -> anyhow::Result<()> {
     ocr_core::nn::retain_freed_memory();
+    let _ = ocr_core::nn::configure_thread_pool(None);
     let mut args = std::env::args().skip(1);
     let path = args
         .next()

@@ -37,6 +37,8 @@ enum Command {
 
 fn main() -> ExitCode {
     ocr_core::nn::retain_freed_memory();
+    // Nothing has used rayon yet, so building its global pool cannot fail.
+    let _ = ocr_core::nn::configure_thread_pool(None);
     let cli = Cli::parse();
     match cli.command {
         Command::Recognize(args) => recognize::run(args),

@@ -266,6 +266,8 @@ impl Graph {
         input: Tensor,
         mut times: Option<&mut Vec<StepTime>>,
     ) -> Result<Vec<Tensor>, GraphError> {
+        // Steps that run on this thread rather than on the pool's workers.
+        let _flush = super::denormals::FlushGuard::new();
         let mut slots: Vec<Option<Value>> = vec![None; self.slots];
         for (slot, value) in &self.constants {
             slots[*slot] = Some(value.clone());
