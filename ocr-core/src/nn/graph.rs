@@ -698,16 +698,14 @@ fn execute(op: &Op, args: &[&Value]) -> Result<Value, GraphError> {
         Op::Linear(linear) => {
             let x = t(0)?;
             let mut dims = x.dims().to_vec();
-            if dims.last() != Some(&linear.k) {
-                return unsupported(format!(
-                    "MatMul of {dims:?} by a {}×{} matrix",
-                    linear.k, linear.n
-                ));
+            let (k, n) = (linear.right.k(), linear.right.n());
+            if dims.last() != Some(&k) {
+                return unsupported(format!("MatMul of {dims:?} by a {}×{} matrix", k, n));
             }
             let softmax_axis = linear.softmax.map(|a| axis(a, dims.len())).transpose()?;
             let last = dims.len() - 1;
             let data = with_slice(x, |v| linear.forward(v, softmax_axis == Some(last)))?;
-            dims[last] = linear.n;
+            dims[last] = n;
             let y = Tensor::from_vec(data, dims, x.device())?;
             match softmax_axis {
                 Some(a) if a != last => softmax(&y, a)?,
@@ -991,9 +989,7 @@ fn resolve_shape(shape: &[i64], input: &[usize], count: usize) -> Result<Vec<usi
 /// `x · W (+ bias) (then softmax over each row)` for a constant `W`.
 #[derive(Debug)]
 pub struct Linear {
-    k: usize,
-    n: usize,
-    /// `W` and the bias, packed for the matrix-product kernel.
+    /// `W` (`k × n`) and the bias, packed for the matrix-product kernel.
     right: super::kernels::PackedRight,
     /// The axis of a fused softmax; it runs in the layer's pass only when
     /// that is the last axis, and as a separate step otherwise.
@@ -1005,12 +1001,13 @@ impl Linear {
     /// output row when asked.
     fn forward(&self, x: &[f32], softmax: bool) -> Vec<f32> {
         use rayon::prelude::*;
-        let rows = x.len() / self.k.max(1);
+        let n = self.right.n();
         let mut out = self.right.product(x);
         if softmax {
-            let block = rows.div_ceil(4 * rayon::current_num_threads()).max(1) * self.n;
+            let rows = out.len() / n.max(1);
+            let block = rows.div_ceil(4 * rayon::current_num_threads()).max(1) * n;
             out.par_chunks_mut(block.max(1))
-                .for_each(|rows| ops::softmax_rows(rows, self.n));
+                .for_each(|rows| ops::softmax_rows(rows, n));
         }
         out
     }
@@ -1550,8 +1547,6 @@ impl Compiler {
                             out = self.fuse(j)?;
                         }
                         let linear = Linear {
-                            k,
-                            n,
                             right: super::kernels::PackedRight::new(&w, bias.as_deref(), k, n),
                             softmax,
                         };
