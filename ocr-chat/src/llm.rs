@@ -68,7 +68,16 @@ pub struct Llm {
     name: String,
     context: usize,
     device: Device,
+    /// The last prompt's tokens and their keys and values: a prompt that starts the same way
+    /// (the system message and the worked examples) skips that part of the prefill.
+    kept: Option<(Vec<u32>, KvCache)>,
 }
+
+/// Each layer's keys and values.
+type KvCache = Vec<(Tensor, Tensor)>;
+
+/// A shared start shorter than this is prefilled again: restoring it would save nothing.
+const MIN_REUSE: usize = 16;
 
 impl std::fmt::Debug for Llm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -83,6 +92,8 @@ impl std::fmt::Debug for Llm {
 pub struct Generation {
     pub text: String,
     pub prompt_tokens: usize,
+    /// Prompt tokens whose keys and values came from the previous prompt rather than a prefill.
+    pub reused_tokens: usize,
     pub generated_tokens: usize,
 }
 
@@ -162,6 +173,7 @@ impl Llm {
             name,
             context,
             device,
+            kept: None,
         })
     }
 
@@ -193,6 +205,55 @@ impl Llm {
         prompt
     }
 
+    fn encode(&self, prompt: &str) -> Result<Vec<u32>, ChatError> {
+        let ids = self
+            .tokenizer
+            .encode(prompt, false)
+            .map_err(|e| ChatError::Inference(format!("tokenizer: {e}")))?
+            .get_ids()
+            .to_vec();
+        if ids.is_empty() {
+            return Err(ChatError::Inference("an empty prompt".into()));
+        }
+        Ok(ids)
+    }
+
+    /// Runs the prompt through the model, continuing from the previous prompt's keys and values
+    /// where the two start the same way: the logits of the token after it, and how many prompt
+    /// tokens were reused.
+    fn prefill(&mut self, ids: &[u32]) -> Result<(Tensor, usize), ChatError> {
+        // At least the last token is run again: its logits start the answer.
+        let reused = match &self.kept {
+            Some((tokens, cache)) => {
+                let shared = tokens.iter().zip(ids).take_while(|(a, b)| a == b).count();
+                let shared = shared.min(ids.len() - 1);
+                if shared >= MIN_REUSE {
+                    self.model.restore_kv_cache(cache, shared)?;
+                    shared
+                } else {
+                    0
+                }
+            }
+            None => 0,
+        };
+        if reused == 0 {
+            self.model.clear_kv_cache();
+        }
+        let input = Tensor::new(&ids[reused..], &self.device)?.unsqueeze(0)?;
+        let logits = self.model.forward(&input, reused)?;
+        self.kept = self.model.kv_cache().map(|cache| (ids.to_vec(), cache));
+        Ok((logits, reused))
+    }
+
+    /// The logits of the token that would follow `prompt`, and how many of its tokens came from
+    /// the previous prompt's keys and values (for tests and probes).
+    pub fn next_logits(&mut self, prompt: &str) -> Result<(Vec<f32>, usize), ChatError> {
+        let ids = self.encode(prompt)?;
+        let (logits, reused) = self.prefill(&ids)?;
+        self.model.clear_kv_cache();
+        Ok((logits.flatten_all()?.to_vec1::<f32>()?, reused))
+    }
+
     /// Greedy decoding of at most `max_tokens` after `prompt`. `on_text` receives the text as it
     /// grows, in pieces that never split a character.
     pub fn generate(
@@ -201,12 +262,7 @@ impl Llm {
         max_tokens: usize,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Generation, ChatError> {
-        let ids = self
-            .tokenizer
-            .encode(prompt, false)
-            .map_err(|e| ChatError::Inference(format!("tokenizer: {e}")))?
-            .get_ids()
-            .to_vec();
+        let ids = self.encode(prompt)?;
         if ids.len() + max_tokens > self.context {
             return Err(ChatError::Inference(format!(
                 "prompt of {} tokens too long for a context of {}",
@@ -214,10 +270,8 @@ impl Llm {
                 self.context
             )));
         }
-        self.model.clear_kv_cache();
         let started = std::time::Instant::now();
-        let input = Tensor::new(ids.as_slice(), &self.device)?.unsqueeze(0)?;
-        let mut logits = self.model.forward(&input, 0)?;
+        let (mut logits, reused) = self.prefill(&ids)?;
         let prefilled = started.elapsed();
         let mut generated: Vec<u32> = Vec::new();
         let mut shown = 0usize;
@@ -248,6 +302,7 @@ impl Llm {
         self.model.clear_kv_cache();
         tracing::debug!(
             prompt_tokens = ids.len(),
+            reused,
             generated = generated.len(),
             prefill_s = prefilled.as_secs_f64(),
             decode_s = (started.elapsed() - prefilled).as_secs_f64(),
@@ -256,6 +311,7 @@ impl Llm {
         Ok(Generation {
             text,
             prompt_tokens: ids.len(),
+            reused_tokens: reused,
             generated_tokens: generated.len(),
         })
     }

@@ -341,6 +341,27 @@ impl Qwen2 {
             layer.kv_cache = None;
         }
     }
+
+    /// Each layer's cached keys and values (shared, not copied), or `None` before any forward.
+    pub fn kv_cache(&self) -> Option<Vec<(Tensor, Tensor)>> {
+        self.layers.iter().map(|l| l.kv_cache.clone()).collect()
+    }
+
+    /// Continues from the first `len` positions of a cache taken with [`Self::kv_cache`]: the
+    /// next forward runs at `index_pos = len`.
+    pub fn restore_kv_cache(&mut self, cache: &[(Tensor, Tensor)], len: usize) -> Result<()> {
+        if cache.len() != self.layers.len() {
+            candle_core::bail!(
+                "a cache of {} layers for {}",
+                cache.len(),
+                self.layers.len()
+            );
+        }
+        for (layer, (k, v)) in self.layers.iter_mut().zip(cache) {
+            layer.kv_cache = Some((k.narrow(2, 0, len)?, v.narrow(2, 0, len)?));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
