@@ -478,6 +478,238 @@ using only the excerpts of it that you are given, never outside knowledge.";
 const INSTRUCTIONS: &str = "Using only these excerpts, answer the question below in one or \
 two short sentences. If the excerpts do not contain the answer, reply NOT FOUND.";
 
+/// The second look's instructions, for a question the first reading said was not there: the
+/// model is asked to look harder, and what it then says must pass [`Expect::fits`] and
+/// [`Generative::supported`] before it is given.
+const SECOND_LOOK: &str = "Using only these excerpts, answer the question below in one or two \
+short sentences. Read every excerpt carefully: the answer may use other words than the \
+question. Reply NOT FOUND only if none of the excerpts answers it.";
+
+/// The kind of answer a question asks for, from its wording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// "In which year ...": a year.
+    Year,
+    /// "What is the phone number ...": a run of at least six digits.
+    Phone,
+    /// "How many ...", "How much ...": a number, in digits or words.
+    Number,
+    /// "On what date ...", "When ...": a date, a year, a month or a day.
+    Date,
+    /// "Who ...", "Whose ...": a name (a capitalised word not in the question).
+    Person,
+    Any,
+}
+
+const NUMBER_WORDS: &[&str] = &[
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+    "thirty",
+    "forty",
+    "fifty",
+    "sixty",
+    "seventy",
+    "eighty",
+    "ninety",
+    "hundred",
+    "thousand",
+    "million",
+    "billion",
+    "dozen",
+    "twice",
+    "half",
+    "double",
+    "triple",
+    "none",
+];
+
+const MONTHS_AND_DAYS: &[&str] = &[
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "sept",
+    "oct",
+    "nov",
+    "dec",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "century",
+    "today",
+    "yesterday",
+    "tomorrow",
+];
+
+impl Expect {
+    fn of(question: &str) -> Self {
+        let q = format!(" {} ", normalize(question));
+        let has = |p: &str| q.contains(p);
+        if ["what year", "which year", "what years", "which years"]
+            .iter()
+            .any(|p| has(p))
+        {
+            Expect::Year
+        } else if (has("phone") || has(" fax ") || has(" tel ")) && (has("number") || has(" tel "))
+        {
+            Expect::Phone
+        } else if [" how many ", " how much ", " how old ", " what percentage "]
+            .iter()
+            .any(|p| has(p))
+        {
+            Expect::Number
+        } else if [
+            " when ",
+            " what date ",
+            " which date ",
+            " what day ",
+            " which day ",
+        ]
+        .iter()
+        .any(|p| has(p))
+        {
+            Expect::Date
+        } else if [
+            " who ",
+            " whom ",
+            " whose ",
+            " what is the name ",
+            " what was the name ",
+        ]
+        .iter()
+        .any(|p| has(p))
+            || has(" full name ")
+        {
+            Expect::Person
+        } else {
+            Expect::Any
+        }
+    }
+
+    /// Whether `answer` is the kind of thing asked for.
+    fn fits(self, answer: &str, question: &str) -> bool {
+        let words: Vec<String> = answer
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect();
+        let nums = numbers(answer);
+        match self {
+            Expect::Year => nums.iter().any(|n| {
+                n.len() == 4 && n.parse::<u32>().is_ok_and(|y| (1000..=2100).contains(&y))
+            }),
+            Expect::Phone => {
+                let digits = answer
+                    .split(|c: char| !(c.is_ascii_digit() || " -.()/+".contains(c)))
+                    .map(|run| run.chars().filter(char::is_ascii_digit).count())
+                    .max()
+                    .unwrap_or(0);
+                digits >= 6
+            }
+            Expect::Number => {
+                let is_number = |w: &str| {
+                    w.chars().any(|c| c.is_ascii_digit())
+                        || NUMBER_WORDS.contains(&w.to_lowercase().as_str())
+                };
+                let said: Vec<&str> = answer
+                    .split(|c: char| c.is_whitespace() || c == '-')
+                    .filter(|w| !w.is_empty())
+                    .collect();
+                if !said.iter().any(|w| is_number(w)) {
+                    return false;
+                }
+                // "How many red kites ...": a longer answer counts them, with the thing counted
+                // within a few words after its number, not a number of something else.
+                let q = normalize(question);
+                let Some(at) = q.find("how many ") else {
+                    return true;
+                };
+                let counted: Vec<String> = terms(
+                    &q[at + 9..]
+                        .split_whitespace()
+                        .take(3)
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                );
+                said.len() <= 3
+                    || counted.is_empty()
+                    || said.iter().enumerate().any(|(i, w)| {
+                        is_number(w)
+                            && terms(&said[i + 1..(i + 5).min(said.len())].join(" "))
+                                .iter()
+                                .any(|t| counted.contains(t))
+                    })
+            }
+            Expect::Date => {
+                !nums.is_empty() || words.iter().any(|w| MONTHS_AND_DAYS.contains(&w.as_str()))
+            }
+            Expect::Person => {
+                let asked = normalize(question);
+                let asked: Vec<&str> = asked
+                    .split(|c: char| !c.is_alphanumeric())
+                    .filter(|w| !w.is_empty())
+                    .collect();
+                answer
+                    .split(|c: char| !c.is_alphanumeric())
+                    .filter(|w| !w.is_empty())
+                    .enumerate()
+                    .any(|(i, w)| {
+                        let lower = w.to_lowercase();
+                        w.chars().next().is_some_and(char::is_uppercase)
+                            && w.chars().count() > 1
+                            && w.chars().all(char::is_alphabetic)
+                            && !asked.contains(&normalize(w).as_str())
+                            && !(i == 0
+                                && [
+                                    "the", "a", "an", "he", "she", "it", "they", "his", "her",
+                                    "their",
+                                ]
+                                .contains(&lower.as_str()))
+                    })
+            }
+            Expect::Any => true,
+        }
+    }
+}
+
 impl Generative {
     pub fn new(llm: Llm, name: impl Into<String>) -> Self {
         Self {
@@ -734,13 +966,62 @@ impl Answerer for Generative {
         };
         let raw = self.complete(&messages, self.max_answer_tokens, &mut |t| filter.push(t))?;
         tracing::debug!(prompt = last, raw, "language model answer");
-        let reply = self.ground(index, &excerpts, question, &raw);
+        let mut reply = self.ground(index, &excerpts, question, &raw);
+        // Nothing has been shown of a refusal: a second, closer reading may still find it.
+        if !reply.found && filter.sent == 0 && is_refusal(&raw) {
+            let again = format!("{context}\n{SECOND_LOOK}\n\nQuestion: {question}");
+            let last = messages.len() - 1;
+            messages[last].content = &again;
+            let raw = self.complete(&messages, self.max_answer_tokens, &mut |_| {})?;
+            let second = self.ground(index, &excerpts, question, &raw);
+            let (answer, _) = take_markers(&raw);
+            let kept = second.found
+                && Expect::of(question).fits(&answer, question)
+                && Self::supported(&excerpts, question, &answer);
+            tracing::debug!(raw, kept, "second look");
+            if kept {
+                reply = second;
+            }
+        }
         filter.finish(&reply.content);
         Ok(reply)
     }
 }
 
 impl Generative {
+    /// Whether one sentence of the excerpts holds most of what the answer adds to the question
+    /// (at least 60% of its new terms, or all its numbers) together with one of the question's
+    /// own terms: an answer read from the text rather than made up around it.
+    fn supported(excerpts: &[(usize, &str)], question: &str, answer: &str) -> bool {
+        let mut asked = terms(question);
+        // A telephone number is labelled "Tel" or "Phone" as often as "Telephone".
+        const PHONE: [&str; 3] = ["telephone", "phone", "tel"];
+        if asked.iter().any(|t| PHONE.contains(&t.as_str())) {
+            asked.extend(PHONE.iter().map(|t| t.to_string()));
+        }
+        let new: Vec<String> = terms(answer)
+            .into_iter()
+            .filter(|t| !asked.contains(t))
+            .collect();
+        let answer_numbers = numbers(answer);
+        if new.is_empty() && answer_numbers.is_empty() {
+            return false;
+        }
+        excerpts.iter().any(|(_, text)| {
+            sentences(text).into_iter().any(|(a, b)| {
+                let sentence = &text[a..b];
+                let have = terms(sentence);
+                if !asked.iter().any(|t| have.contains(t)) {
+                    return false;
+                }
+                let held = new.iter().filter(|t| have.contains(t)).count();
+                let nums = numbers(sentence);
+                let numbers_held = answer_numbers.iter().all(|n| nums.contains(n));
+                numbers_held && (new.is_empty() || held * 5 >= new.len() * 3)
+            })
+        })
+    }
+
     /// Turns the model's raw text into a checked reply.
     fn ground(
         &self,
@@ -883,6 +1164,96 @@ impl Generative {
 mod tests {
     use super::*;
     use crate::index::tests::sample;
+
+    #[test]
+    fn answers_are_checked_against_the_kind_of_thing_asked_for() {
+        let fits = |q: &str, a: &str| Expect::of(q).fits(a, q);
+        assert_eq!(Expect::of("In which year was it built?"), Expect::Year);
+        assert!(fits("In which year was it built?", "It was built in 1887."));
+        assert!(!fits("In which year was the letter written?", "24 May"));
+        assert_eq!(
+            Expect::of("What is the store's telephone number?"),
+            Expect::Phone
+        );
+        assert!(fits("What is the phone number?", "03-8060 4233"));
+        assert!(!fits(
+            "What is the store's phone number?",
+            "No. 113G, Jalan Setia 5"
+        ));
+        assert_eq!(Expect::of("How much did she earn?"), Expect::Number);
+        assert!(fits(
+            "How much did she earn?",
+            "She earned 40 marks a month."
+        ));
+        assert!(fits("How many proposals did she get?", "Three proposals."));
+        assert!(!fits(
+            "How much did she earn?",
+            "She earned considerably less."
+        ));
+        // A count of something else.
+        let q = "How many red kites nest in the valley today?";
+        assert!(!fits(
+            q,
+            "The oldest nest is a 130-year-old oak, surveyed in 2004."
+        ));
+        assert!(fits(q, "About 260 red kites nest there."));
+        assert!(fits(q, "About 260."));
+        assert_eq!(Expect::of("When was the report made?"), Expect::Date);
+        assert!(fits(
+            "When was the report made?",
+            "On the fifteenth of April."
+        ));
+        assert!(!fits("When was the report made?", "After the war ended."));
+        assert_eq!(Expect::of("Who wrote the report?"), Expect::Person);
+        assert!(fits(
+            "Who wrote the report?",
+            "The report was written by Anna Weber."
+        ));
+        assert!(!fits(
+            "Who wrote the report?",
+            "The report was written at 19 years old."
+        ));
+        assert!(!fits(
+            "Who was the first to propose to Clara?",
+            "Clara was."
+        ));
+        let q = "What was the name of her daughter?";
+        assert_eq!(Expect::of(q), Expect::Person);
+        assert!(fits(q, "Her daughter was called Ruth."));
+        assert!(!fits(q, "Her daughter was 19 years old."));
+        // A possessive of the question's own name is no new name.
+        let q = "What was the name of Mrs. Hartmann's daughter?";
+        assert!(!fits(q, "Mrs. Hartmann's daughter was 19 years old."));
+        assert!(fits(q, "Mrs. Hartmann's daughter was Ruth."));
+        assert_eq!(Expect::of("Where was it found?"), Expect::Any);
+        assert!(fits("Where was it found?", "in the cellar"));
+    }
+
+    #[test]
+    fn a_second_look_answer_must_be_read_from_one_sentence() {
+        let excerpts = [(
+            0,
+            "He was nervous, and kept playing with a pencil in a way that made me scream.\n\
+             The weather was fine all week.",
+        )];
+        let supported = |q: &str, a: &str| Generative::supported(&excerpts, q, a);
+        let q = "What was he playing with while nervous?";
+        assert!(supported(q, "He was playing with a pencil."));
+        // Words from elsewhere, or from a sentence unrelated to the question.
+        assert!(!supported(q, "He was playing with his silk hat."));
+        assert!(!supported(
+            "What was the weather like?",
+            "It was stormy and cold."
+        ));
+        // Nothing beyond the question's own words.
+        assert!(!supported(q, "He was playing while nervous."));
+        // A number the sentence does not hold.
+        assert!(!supported(q, "He was playing with 3 pencils."));
+        // A telephone number under its usual label.
+        let excerpts = [(0, "RELAIS OULMES\nTel.:05.22.95.66.66\nFax: 05.22.95.66.67")];
+        let q = "What is the telephone number of the station?";
+        assert!(Generative::supported(&excerpts, q, "It is 05.22.95.66.66."));
+    }
 
     #[test]
     fn a_reply_that_restates_the_question_is_no_answer() {
