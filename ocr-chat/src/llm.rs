@@ -69,7 +69,8 @@ pub struct Llm {
     context: usize,
     device: Device,
     /// The last prompt's tokens and their keys and values: a prompt that starts the same way
-    /// (the system message and the worked examples) skips that part of the prefill.
+    /// (the system message, a second look's excerpts, a translation's instructions) skips that
+    /// part of the prefill.
     kept: Option<(Vec<u32>, KvCache)>,
 }
 
